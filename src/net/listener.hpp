@@ -1,0 +1,47 @@
+#pragma once
+// A TCP accept loop: binds at construction (so port 0 can be discovered at
+// once), then hands each accepted socket to a handler coroutine spawned on a
+// strand of its own. Thread safety: construct, start and stop from one thread.
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace sluice::net {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+class Listener {
+ public:
+  using Handler = std::function<asio::awaitable<void>(tcp::socket)>;
+
+  // Throws std::system_error naming the endpoint if it cannot bind.
+  Listener(asio::io_context& ioc, const tcp::endpoint& endpoint, Handler handler,
+           std::string name);
+  ~Listener();
+
+  tcp::endpoint local_endpoint() const;
+  void start();
+  void stop();
+
+ private:
+  asio::awaitable<void> accept_loop();
+
+  asio::io_context& ioc_;
+  tcp::acceptor acceptor_;
+  Handler handler_;
+  std::string name_;
+};
+
+// Parses "HOST:PORT" (IPv4, [IPv6] or a name that resolves synchronously; use
+// only at startup). Throws std::invalid_argument saying what was expected.
+tcp::endpoint parse_endpoint(std::string_view text);
+
+std::string to_string(const tcp::endpoint& ep);
+
+}  // namespace sluice::net
