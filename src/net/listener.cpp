@@ -23,11 +23,12 @@ Listener::Listener(asio::io_context& ioc, const tcp::endpoint& endpoint, Handler
   if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec)
     throw std::system_error(ec, "cannot listen on " + to_string(endpoint) + " (" + name_ + ")");
+  endpoint_ = acceptor_.local_endpoint();
 }
 
 Listener::~Listener() { stop(); }
 
-tcp::endpoint Listener::local_endpoint() const { return acceptor_.local_endpoint(); }
+tcp::endpoint Listener::local_endpoint() const { return endpoint_; }
 
 void Listener::start() { asio::co_spawn(ioc_, accept_loop(), asio::detached); }
 

@@ -34,6 +34,7 @@ class Listener {
 
   asio::io_context& ioc_;
   tcp::acceptor acceptor_;
+  tcp::endpoint endpoint_;  // as bound (port 0 resolved)
   Handler handler_;
   std::string name_;
 };

@@ -1,0 +1,206 @@
+#include "admin/admin_server.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/json/array.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/url/parse.hpp>
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+
+#include "admin/sessions_json.hpp"
+#include "net/listener.hpp"
+#include "protocol/credential.hpp"
+
+namespace sluice::admin {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace json = boost::json;
+using tcp = asio::ip::tcp;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+
+Response json_response(const Request& req, http::status status, const json::value& body) {
+  Response res{status, req.version()};
+  res.set(http::field::server, "sluice-admin");
+  res.set(http::field::content_type, "application/json");
+  res.set(http::field::cache_control, "no-store");
+  res.keep_alive(req.keep_alive());
+  res.body() = json::serialize(body) + "\n";
+  res.prepare_payload();
+  return res;
+}
+
+Response error_response(const Request& req, http::status status, std::string_view code, std::string_view message) {
+  json::object o;
+  o["error"] = code;
+  o["message"] = message;
+  auto res = json_response(req, status, o);
+  if (status == http::status::unauthorized) res.set(http::field::www_authenticate, "Bearer realm=\"sluice-admin\"");
+  return res;
+}
+
+bool authorized(const Request& req, const std::string& token) {
+  auto header = req[http::field::authorization];
+  constexpr std::string_view prefix = "Bearer ";
+  if (header.size() <= prefix.size()) return false;
+  std::string scheme(header.substr(0, prefix.size()));
+  for (auto& ch : scheme) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (scheme != "bearer ") return false;
+  // Compare hashes so the comparison takes the same time whatever the length.
+  return protocol::constant_time_equal(protocol::key_hash(header.substr(prefix.size())), protocol::key_hash(token));
+}
+
+std::optional<double> parse_number(std::string_view s) {
+  double v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || v < 0) return std::nullopt;
+  return v;
+}
+
+class Handler {
+ public:
+  explicit Handler(AdminDeps& deps) : deps_(deps) {}
+
+  Response handle(const Request& req) {
+    auto url = boost::urls::parse_origin_form(req.target());
+    if (!url) return error_response(req, http::status::bad_request, "bad_request", "malformed request target");
+    std::string path = url->path();
+    if (path == "/healthz") return text(req, http::status::ok, "ok\n");
+    if (path == "/readyz")
+      return deps_.ready.load() ? text(req, http::status::ok, "ready\n")
+                                : text(req, http::status::service_unavailable, "not ready\n");
+    if (!path.starts_with("/api/"))
+      return error_response(req, http::status::not_found, "not_found", "no such path: " + path);
+    if (!authorized(req, deps_.token))
+      return error_response(req, http::status::unauthorized, "unauthorized",
+                            "send Authorization: Bearer <admin token> (SLUICE_ADMIN_TOKEN / admin.token)");
+    if (path == "/api/v1/sessions") {
+      if (req.method() != http::verb::get) return method_not_allowed(req, "GET");
+      return list_sessions(req, *url);
+    }
+    constexpr std::string_view prefix = "/api/v1/sessions/";
+    if (path.starts_with(prefix)) {
+      auto id_text = std::string_view(path).substr(prefix.size());
+      registry::SessionId id = 0;
+      auto [p, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
+      if (ec != std::errc() || p != id_text.data() + id_text.size())
+        return error_response(req, http::status::bad_request, "bad_request",
+                              "session id must be a number, got '" + std::string(id_text) + "'");
+      auto entry = deps_.registry.find(id);
+      if (!entry)
+        return error_response(req, http::status::not_found, "not_found",
+                              "no open session " + std::string(id_text));
+      if (req.method() == http::verb::get)
+        return json_response(req, http::status::ok, session_json(deps_.registry, *entry, registry::now_ns()));
+      if (req.method() == http::verb::delete_) {
+        if (!entry->request_end())
+          return error_response(req, http::status::conflict, "not_open",
+                                "session is still connecting; it can be ended once open");
+        json::object o;
+        o["id"] = id;
+        o["status"] = "closing";
+        return json_response(req, http::status::accepted, o);
+      }
+      return method_not_allowed(req, "GET, DELETE");
+    }
+    return error_response(req, http::status::not_found, "not_found", "no such path: " + path);
+  }
+
+ private:
+  Response text(const Request& req, http::status status, std::string body) {
+    Response res{status, req.version()};
+    res.set(http::field::content_type, "text/plain");
+    res.keep_alive(req.keep_alive());
+    res.body() = std::move(body);
+    res.prepare_payload();
+    return res;
+  }
+
+  Response method_not_allowed(const Request& req, std::string_view allow) {
+    auto res = error_response(req, http::status::method_not_allowed, "method_not_allowed",
+                              "allowed: " + std::string(allow));
+    res.set(http::field::allow, allow);
+    return res;
+  }
+
+  Response list_sessions(const Request& req, const boost::urls::url_view& url) {
+    registry::SessionFilter f;
+    for (auto p : url.params()) {
+      if (p.key == "tenant") f.tenant = p.value;
+      else if (p.key == "path") f.path = p.value;
+      else if (p.key == "state") {
+        if (p.value != "connecting" && p.value != "open" && p.value != "idle" && p.value != "closing")
+          return error_response(req, http::status::bad_request, "bad_request",
+                                "state must be one of connecting, open, idle, closing; got '" + p.value + "'");
+        f.state = p.value;
+      } else if (p.key == "idle_for") {
+        auto v = parse_number(p.value);
+        if (!v)
+          return error_response(req, http::status::bad_request, "bad_request",
+                                "idle_for must be a non-negative number of seconds; got '" + p.value + "'");
+        f.idle_for = v;
+      } else {
+        return error_response(req, http::status::bad_request, "bad_request",
+                              "unknown filter '" + p.key + "' (known: tenant, path, state, idle_for)");
+      }
+    }
+    auto now = registry::now_ns();
+    json::array sessions;
+    for (const auto& e : deps_.registry.list(f)) sessions.push_back(session_json(deps_.registry, *e, now));
+    json::object o;
+    o["count"] = sessions.size();
+    o["sessions"] = std::move(sessions);
+    return json_response(req, http::status::ok, o);
+  }
+
+  AdminDeps& deps_;
+};
+
+asio::awaitable<void> serve_admin(tcp::socket socket, AdminDeps& deps) {
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  Handler handler(deps);
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(16 * 1024);
+    parser.body_limit(1024 * 1024);
+    stream.expires_after(std::chrono::seconds(60));
+    auto [ec, n] = co_await http::async_read(stream, buffer, parser, use_tuple);
+    (void)n;
+    if (ec) break;
+    auto req = parser.release();
+    auto res = handler.handle(req);
+    bool keep = res.keep_alive();
+    auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);
+    (void)wn;
+    if (wec || !keep) break;
+  }
+  boost::system::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+}  // namespace
+
+AdminServer::AdminServer(asio::io_context& ioc, const tcp::endpoint& listen, AdminDeps deps) : deps_(std::move(deps)) {
+  listener_ = std::make_unique<net::Listener>(
+      ioc, listen, [this](tcp::socket s) { return serve_admin(std::move(s), deps_); }, "admin");
+}
+
+AdminServer::~AdminServer() = default;
+void AdminServer::start() { listener_->start(); }
+void AdminServer::stop() { listener_->stop(); }
+tcp::endpoint AdminServer::endpoint() const { return listener_->local_endpoint(); }
+
+}  // namespace sluice::admin

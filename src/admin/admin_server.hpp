@@ -1,0 +1,39 @@
+#pragma once
+// The operators' HTTP API on its own listener: live sessions (list, inspect,
+// end gracefully), health and readiness. Every /api/ path requires
+// `Authorization: Bearer <admin token>`. Runs on the io_context it is given.
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "registry/registry.hpp"
+
+namespace sluice::net {
+class Listener;
+}
+
+namespace sluice::admin {
+
+struct AdminDeps {
+  registry::Registry& registry;
+  std::string token;
+  const std::atomic<bool>& ready;
+};
+
+class AdminServer {
+ public:
+  AdminServer(boost::asio::io_context& ioc, const boost::asio::ip::tcp::endpoint& listen, AdminDeps deps);
+  ~AdminServer();
+  void start();
+  void stop();
+  boost::asio::ip::tcp::endpoint endpoint() const;
+
+ private:
+  AdminDeps deps_;
+  std::unique_ptr<net::Listener> listener_;
+};
+
+}  // namespace sluice::admin

@@ -1,0 +1,60 @@
+#include "admin/sessions_json.hpp"
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include "protocol/endpoint.hpp"
+
+namespace sluice::admin {
+
+boost::json::value time_json(std::int64_t ns) {
+  if (ns == 0) return nullptr;
+  std::time_t secs = static_cast<std::time_t>(ns / 1000000000);
+  auto ms = (ns / 1000000) % 1000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  return boost::json::value(fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z", tm, ms));
+}
+
+boost::json::object session_json(const registry::Registry& registry, const registry::SessionEntry& e,
+                                 std::int64_t now) {
+  const auto& i = e.info();
+  const auto& c = e.counters();
+  auto accepted = std::chrono::duration_cast<std::chrono::nanoseconds>(i.accepted.time_since_epoch()).count();
+  boost::json::object o;
+  o["id"] = i.id;
+  o["tenant"] = i.tenant;
+  o["path"] = protocol::endpoint_path(i.endpoint);
+  o["family"] = protocol::family_name(protocol::endpoint_family(i.endpoint));
+  o["model"] = i.model;
+  boost::json::object params;
+  for (const auto& [k, v] : i.params) params[k] = v;
+  o["params"] = std::move(params);
+  o["client_address"] = i.client_address;
+  o["user_agent"] = i.user_agent;
+  auto rid = e.request_id();
+  o["request_id"] = rid.empty() ? boost::json::value(nullptr) : boost::json::value(rid);
+  o["state"] = registry.display_state(e, now);
+  o["accepted_at"] = time_json(accepted);
+  o["upstream_open_at"] = time_json(c.upstream_open_ns.load());
+  o["last_audio_at"] = time_json(c.last_audio_ns.load());
+  o["last_text_at"] = time_json(c.last_text_ns.load());
+  o["last_upstream_at"] = time_json(c.last_upstream_ns.load());
+  o["age_seconds"] = static_cast<double>(now - accepted) / 1e9;
+  o["idle_seconds"] = registry::Registry::idle_seconds(e, now);
+  boost::json::object counters;
+  counters["client_messages"] = c.client_messages.load();
+  counters["client_bytes"] = c.client_bytes.load();
+  counters["upstream_messages"] = c.upstream_messages.load();
+  counters["upstream_bytes"] = c.upstream_bytes.load();
+  counters["audio_messages"] = c.audio_messages.load();
+  counters["audio_bytes"] = c.audio_bytes.load();
+  counters["keep_alive"] = c.keep_alive.load();
+  counters["finalize"] = c.finalize.load();
+  counters["close_stream"] = c.close_stream.load();
+  o["counters"] = std::move(counters);
+  o["audio_seconds"] = e.audio_seconds();
+  return o;
+}
+
+}  // namespace sluice::admin

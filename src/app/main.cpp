@@ -1,0 +1,24 @@
+// sluice: a gateway for streaming speech APIs. Wiring only: each command
+// lives in its own file under src/app/.
+#include <CLI/CLI.hpp>
+
+#include "app/serve_command.hpp"
+#include "app/sim_command.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"sluice " SLUICE_VERSION
+               ": a gateway for Deepgram's streaming WebSockets with live control and exact history of every "
+               "stream"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", SLUICE_VERSION);
+  int exit_code = 0;
+  sluice::app::register_serve_command(app, exit_code);
+  sluice::app::register_hash_key_command(app, exit_code);
+  sluice::app::register_sim_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return exit_code;
+}

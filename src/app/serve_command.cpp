@@ -1,0 +1,193 @@
+#include "app/serve_command.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <sys/stat.h>
+#include <thread>
+
+#include "app/logging.hpp"
+#include "config/config.hpp"
+#include "net/listener.hpp"
+#include "protocol/credential.hpp"
+#include "protocol/errors.hpp"
+#include "server/gateway.hpp"
+#include "sim/simulator.hpp"
+
+namespace sluice::app {
+namespace {
+
+struct ServeOptions {
+  std::string config_file;
+  std::string listen;
+  std::string admin_listen;
+  std::string upstream;
+  std::string log_level;
+  std::string admin_token_file = "sluice-admin.token";
+  int threads = 0;
+  double drain_seconds = 10;
+};
+
+const char* env_lookup(const char* name) { return std::getenv(name); }
+
+int run_serve(const ServeOptions& o) {
+  config::Config cfg;
+  try {
+    if (!o.config_file.empty()) cfg = config::load_config_file(o.config_file);
+    config::apply_environment(cfg, env_lookup);
+    if (!o.listen.empty()) cfg.listen = o.listen;
+    if (!o.admin_listen.empty()) cfg.admin.listen = o.admin_listen;
+    if (!o.upstream.empty()) cfg.upstream.url = o.upstream;
+    if (!o.log_level.empty()) cfg.log.level = o.log_level;
+    if (o.threads > 0) cfg.threads = o.threads;
+    config::validate(cfg);
+  } catch (const config::ConfigError& e) {
+    std::cerr << "sluice: invalid configuration: " << e.what() << "\n";
+    return 2;
+  }
+  setup_logging(cfg.log.level);
+
+  boost::asio::io_context ioc(cfg.threads);
+  std::unique_ptr<sim::Simulator> simulator;
+  if (!cfg.upstream.url && cfg.upstream.api_key.empty()) {
+    // Nothing to reach Deepgram with: run the bundled simulator as upstream.
+    sim::SimConfig sc;
+    simulator = std::make_unique<sim::Simulator>(ioc, sc);
+    simulator->start();
+    auto url = "ws://" + net::to_string(simulator->endpoint());
+    cfg.upstream.url = url;
+    cfg.upstream.agent_url = url;
+    cfg.upstream.api_key = "sluice-local-simulator";
+    spdlog::warn("no upstream configured and DEEPGRAM_API_KEY is not set: using the bundled Deepgram simulator "
+                 "at {} as the upstream (its ground truth: http://{}/state)",
+                 url, net::to_string(simulator->admin_endpoint()));
+  }
+  if (!cfg.pass_through() && cfg.upstream.api_key.empty()) {
+    std::cerr << "sluice: invalid configuration: upstream.api_key: required in virtual-key mode "
+                 "(tenants are configured); set DEEPGRAM_API_KEY\n";
+    return 2;
+  }
+  if (cfg.admin.token.empty()) {
+    cfg.admin.token = protocol::make_uuid();
+    std::ofstream out(o.admin_token_file, std::ios::trunc);
+    out << cfg.admin.token << "\n";
+    out.close();
+    ::chmod(o.admin_token_file.c_str(), 0600);
+    spdlog::warn("no admin token configured (SLUICE_ADMIN_TOKEN or admin.token): generated one for this run "
+                 "in {}",
+                 o.admin_token_file);
+  }
+  bool pass_through = cfg.pass_through();
+  auto tenants = cfg.tenants.size();
+  auto upstream_url = cfg.upstream.effective_url();
+  auto threads = cfg.threads;
+  std::optional<server::Gateway> gateway;
+  try {
+    gateway.emplace(ioc, std::move(cfg));
+  } catch (const config::ConfigError& e) {
+    std::cerr << "sluice: invalid configuration: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "sluice: " << e.what() << "\n";
+    return 1;
+  }
+  gateway->start();
+  if (pass_through)
+    spdlog::info("pass-through mode: no client keys configured; clients send their own Deepgram key, "
+                 "tenants are named by its fingerprint");
+  else
+    spdlog::info("virtual-key mode: {} tenant(s); the upstream key is injected by the gateway", tenants);
+  auto ep = net::to_string(gateway->endpoint());
+  auto admin_ep = net::to_string(gateway->admin_endpoint());
+  spdlog::info("relaying to {} with {} thread(s)", upstream_url, threads);
+  std::printf("sluice listening on %s admin %s\n", ep.c_str(), admin_ep.c_str());
+  std::printf("try: node examples/stream-wav.mjs ws://%s tests/fixtures/speech.wav   "
+              "(sessions: curl -H \"Authorization: Bearer $(cat %s)\" http://%s/api/v1/sessions)\n",
+              ep.c_str(), o.admin_token_file.c_str(), admin_ep.c_str());
+  std::fflush(stdout);
+
+  // SIGINT/SIGTERM: stop accepting, ask every stream to finish (final results
+  // delivered), wait up to the drain deadline, then stop.
+  boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  boost::asio::steady_timer drain(ioc);
+  std::function<void()> wait_drained;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                         std::chrono::duration<double>(o.drain_seconds));
+  wait_drained = [&] {
+    if (gateway->registry().size() == 0 || std::chrono::steady_clock::now() >= deadline) {
+      spdlog::info("stopped with {} stream(s) still open", gateway->registry().size());
+      gateway->stop();
+      if (simulator) simulator->stop();
+      ioc.stop();
+      return;
+    }
+    drain.expires_after(std::chrono::milliseconds(50));
+    drain.async_wait([&](boost::system::error_code) { wait_drained(); });
+  };
+  signals.async_wait([&](boost::system::error_code ec, int sig) {
+    if (ec) return;
+    spdlog::info("signal {}: draining {} open stream(s)", sig, gateway->registry().size());
+    deadline = std::chrono::steady_clock::now() +
+               std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(o.drain_seconds));
+    gateway->stop_accepting();
+    gateway->end_all_sessions();
+    wait_drained();
+  });
+
+  std::vector<std::thread> pool;
+  for (int i = 1; i < threads; ++i) pool.emplace_back([&] { ioc.run(); });
+  ioc.run();
+  for (auto& t : pool) t.join();
+  return 0;
+}
+
+}  // namespace
+
+void register_serve_command(CLI::App& app, int& exit_code) {
+  auto o = std::make_shared<ServeOptions>();
+  auto* cmd = app.add_subcommand("serve", "Run the gateway: relay Deepgram streaming WebSockets and serve the admin API");
+  cmd->add_option("-c,--config", o->config_file, "YAML configuration file (see config/sluice.example.yaml)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--listen", o->listen, "Client listener HOST:PORT (default 127.0.0.1:8080; overrides the file)");
+  cmd->add_option("--admin-listen", o->admin_listen, "Admin API listener HOST:PORT (default 127.0.0.1:9090)");
+  cmd->add_option("--upstream", o->upstream,
+                  "Upstream base URL, ws:// or wss:// (default wss://api.deepgram.com; without it and without "
+                  "DEEPGRAM_API_KEY the bundled simulator is started as upstream)");
+  cmd->add_option("--log-level", o->log_level, "trace, debug, info, warn or error (default info)");
+  cmd->add_option("--threads", o->threads, "I/O threads (default 1)")->check(CLI::Range(1, 256));
+  cmd->add_option("--admin-token-file", o->admin_token_file,
+                  "Where to write a generated admin token when none is configured")
+      ->capture_default_str();
+  cmd->add_option("--drain-seconds", o->drain_seconds,
+                  "On SIGTERM/SIGINT, how long open streams may take to finish")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->footer(
+      "Environment: DEEPGRAM_API_KEY (upstream key, virtual-key mode), SLUICE_ADMIN_TOKEN (admin bearer token), "
+      "SLUICE_LISTEN, SLUICE_ADMIN_LISTEN, SLUICE_UPSTREAM_URL, SLUICE_AGENT_UPSTREAM_URL, SLUICE_LOG_LEVEL, "
+      "SLUICE_THREADS, SLUICE_TLS_CERT, SLUICE_TLS_KEY. Precedence: flags > environment > file > defaults.");
+  cmd->callback([o, &exit_code] { exit_code = run_serve(*o); });
+}
+
+void register_hash_key_command(CLI::App& app, int& exit_code) {
+  auto key = std::make_shared<std::string>();
+  auto* cmd = app.add_subcommand("hash-key", "Print the hash of a client key, for a tenant's keys in the config");
+  cmd->add_option("key", *key, "The client key; '-' reads it from standard input")->required();
+  cmd->callback([key, &exit_code] {
+    std::string k = *key;
+    if (k == "-") std::getline(std::cin, k);
+    if (k.empty()) throw CLI::ValidationError("key", "must not be empty");
+    std::cout << protocol::key_hash(k) << "\n";
+    exit_code = 0;
+  });
+}
+
+}  // namespace sluice::app

@@ -1,0 +1,258 @@
+#include "config/config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "net/listener.hpp"
+
+namespace sluice::config {
+namespace {
+
+std::string join(const std::string& prefix, const std::string& key) {
+  return prefix.empty() ? key : prefix + "." + key;
+}
+
+// Rejects keys this version does not know, so a typo is never silently ignored.
+void check_keys(const YAML::Node& node, const std::string& prefix,
+                std::initializer_list<const char*> allowed) {
+  if (!node.IsMap()) throw ConfigError(prefix.empty() ? "<root>" : prefix, "expected a mapping");
+  std::set<std::string> known(allowed.begin(), allowed.end());
+  for (const auto& kv : node) {
+    auto key = kv.first.as<std::string>();
+    if (!known.count(key)) {
+      std::string list;
+      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+      throw ConfigError(join(prefix, key), "unknown key (known here: " + list + ")");
+    }
+  }
+}
+
+std::string scalar(const YAML::Node& n, const std::string& key) {
+  if (!n.IsScalar()) throw ConfigError(key, "expected a single value");
+  return n.Scalar();
+}
+
+std::string as_string(const YAML::Node& n, const std::string& key) { return scalar(n, key); }
+
+long long as_int(const YAML::Node& n, const std::string& key, long long lo, long long hi) {
+  auto s = scalar(n, key);
+  long long v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size())
+    throw ConfigError(key, "expected an integer, got '" + s + "'");
+  if (v < lo || v > hi)
+    throw ConfigError(key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
+                               ", got " + s);
+  return v;
+}
+
+bool as_bool(const YAML::Node& n, const std::string& key) {
+  auto s = scalar(n, key);
+  if (s == "true" || s == "yes" || s == "on") return true;
+  if (s == "false" || s == "no" || s == "off") return false;
+  throw ConfigError(key, "expected true or false, got '" + s + "'");
+}
+
+// Byte sizes: a plain number, or with a KiB/MiB suffix.
+std::uint64_t as_bytes(const YAML::Node& n, const std::string& key) {
+  auto s = scalar(n, key);
+  std::uint64_t mult = 1;
+  std::string digits = s;
+  for (auto [suffix, m] : {std::pair{"KiB", 1024ull}, {"MiB", 1024ull * 1024}, {"GiB", 1ull << 30}}) {
+    std::string_view sv(s), sf(suffix);
+    if (sv.ends_with(sf)) {
+      mult = m;
+      digits = s.substr(0, s.size() - sf.size());
+      break;
+    }
+  }
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+  if (ec != std::errc() || p != digits.data() + digits.size() || v == 0)
+    throw ConfigError(key, "expected a positive size in bytes (e.g. 65536, 64KiB, 4MiB), got '" + s + "'");
+  return v * mult;
+}
+
+Seconds as_duration(const YAML::Node& n, const std::string& key) {
+  return parse_duration(key, scalar(n, key));
+}
+
+void check_endpoint(const std::string& key, const std::string& value) {
+  try {
+    net::parse_endpoint(value);
+  } catch (const std::exception& e) {
+    throw ConfigError(key, e.what());
+  }
+}
+
+void check_upstream_url(const std::string& key, const std::string& value) {
+  if (!(value.starts_with("ws://") || value.starts_with("wss://")))
+    throw ConfigError(key, "expected a ws:// or wss:// URL, got '" + value + "'");
+}
+
+}  // namespace
+
+Seconds parse_duration(const std::string& key, const std::string& text) {
+  std::string_view s(text);
+  double unit = 1;
+  for (auto [suffix, u] : {std::pair{"ms", 0.001}, {"s", 1.0}, {"m", 60.0}, {"h", 3600.0}}) {
+    if (s.ends_with(suffix)) {
+      // "ms" must win over "s": it is tested first.
+      unit = u;
+      s.remove_suffix(std::string_view(suffix).size());
+      break;
+    }
+  }
+  double v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || p != s.data() + s.size() || v < 0 || !std::isfinite(v))
+    throw ConfigError(key, "expected a duration such as 10s, 250ms, 2m or 1h, got '" + text + "'");
+  return Seconds(v * unit);
+}
+
+Config parse_config(const std::string& yaml_text) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError("<file>", std::string("not valid YAML: ") + e.what());
+  }
+  Config c;
+  if (!root || root.IsNull()) return c;
+  check_keys(root, "", {"listen", "tls", "admin", "upstream", "client", "tenants", "relay", "log", "threads"});
+  if (auto n = root["listen"]) c.listen = as_string(n, "listen");
+  if (auto n = root["threads"]) c.threads = static_cast<int>(as_int(n, "threads", 1, 256));
+  if (auto tls = root["tls"]) {
+    check_keys(tls, "tls", {"cert", "key"});
+    if (auto n = tls["cert"]) c.tls.cert_file = as_string(n, "tls.cert");
+    if (auto n = tls["key"]) c.tls.key_file = as_string(n, "tls.key");
+  }
+  if (auto admin = root["admin"]) {
+    check_keys(admin, "admin", {"listen", "token"});
+    if (auto n = admin["listen"]) c.admin.listen = as_string(n, "admin.listen");
+    if (auto n = admin["token"]) c.admin.token = as_string(n, "admin.token");
+  }
+  if (auto up = root["upstream"]) {
+    check_keys(up, "upstream", {"url", "agent_url", "api_key", "connect_timeout", "ca_file", "verify_tls"});
+    if (auto n = up["url"]) c.upstream.url = as_string(n, "upstream.url");
+    if (auto n = up["agent_url"]) c.upstream.agent_url = as_string(n, "upstream.agent_url");
+    if (auto n = up["api_key"]) c.upstream.api_key = as_string(n, "upstream.api_key");
+    if (auto n = up["connect_timeout"]) c.upstream.connect_timeout = as_duration(n, "upstream.connect_timeout");
+    if (auto n = up["ca_file"]) c.upstream.ca_file = as_string(n, "upstream.ca_file");
+    if (auto n = up["verify_tls"]) c.upstream.verify_tls = as_bool(n, "upstream.verify_tls");
+  }
+  if (auto cl = root["client"]) {
+    check_keys(cl, "client", {"handshake_timeout", "header_limit"});
+    if (auto n = cl["handshake_timeout"]) c.client.handshake_timeout = as_duration(n, "client.handshake_timeout");
+    if (auto n = cl["header_limit"])
+      c.client.header_limit = static_cast<std::uint32_t>(as_int(n, "client.header_limit", 1024, 1 << 20));
+  }
+  if (auto tenants = root["tenants"]) {
+    if (!tenants.IsSequence()) throw ConfigError("tenants", "expected a list of {name, keys}");
+    for (std::size_t i = 0; i < tenants.size(); ++i) {
+      auto prefix = "tenants[" + std::to_string(i) + "]";
+      const auto& t = tenants[i];
+      check_keys(t, prefix, {"name", "keys"});
+      Tenant tenant;
+      if (!t["name"]) throw ConfigError(prefix + ".name", "required");
+      tenant.name = as_string(t["name"], prefix + ".name");
+      auto keys = t["keys"];
+      if (!keys || !keys.IsSequence() || keys.size() == 0)
+        throw ConfigError(prefix + ".keys", "expected a non-empty list of key hashes (sha256:<64 hex>; see `sluice hash-key`)");
+      for (std::size_t k = 0; k < keys.size(); ++k) {
+        auto kkey = prefix + ".keys[" + std::to_string(k) + "]";
+        auto h = as_string(keys[k], kkey);
+        bool ok = h.size() == 71 && h.starts_with("sha256:") &&
+                  h.find_first_not_of("0123456789abcdef", 7) == std::string::npos;
+        if (!ok)
+          throw ConfigError(kkey, "expected sha256:<64 lowercase hex digits> (plain keys are not stored; "
+                                  "run `sluice hash-key KEY`)");
+        tenant.key_hashes.push_back(h);
+      }
+      c.tenants.push_back(std::move(tenant));
+    }
+  }
+  if (auto relay = root["relay"]) {
+    check_keys(relay, "relay", {"max_message_bytes", "ping_interval", "close_timeout", "close_grace", "idle_after"});
+    if (auto n = relay["max_message_bytes"]) c.relay.max_message_bytes = as_bytes(n, "relay.max_message_bytes");
+    if (auto n = relay["ping_interval"]) c.relay.ping_interval = as_duration(n, "relay.ping_interval");
+    if (auto n = relay["close_timeout"]) c.relay.close_timeout = as_duration(n, "relay.close_timeout");
+    if (auto n = relay["close_grace"]) c.relay.close_grace = as_duration(n, "relay.close_grace");
+    if (auto n = relay["idle_after"]) c.relay.idle_after = as_duration(n, "relay.idle_after");
+  }
+  if (auto log = root["log"]) {
+    check_keys(log, "log", {"level"});
+    if (auto n = log["level"]) c.log.level = as_string(n, "log.level");
+  }
+  validate(c);
+  return c;
+}
+
+Config load_config_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError("<file>", "cannot read '" + path + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  try {
+    return parse_config(ss.str());
+  } catch (const ConfigError& e) {
+    throw ConfigError(e.key(), std::string(e.what()).substr(e.key().size() + 2) + " (in " + path + ")");
+  }
+}
+
+void apply_environment(Config& c, const char* (*getenv)(const char*)) {
+  auto env = [&](const char* name) -> std::optional<std::string> {
+    const char* v = getenv(name);
+    if (!v || !*v) return std::nullopt;
+    return std::string(v);
+  };
+  if (auto v = env("DEEPGRAM_API_KEY")) c.upstream.api_key = *v;
+  if (auto v = env("SLUICE_ADMIN_TOKEN")) c.admin.token = *v;
+  if (auto v = env("SLUICE_LISTEN")) c.listen = *v;
+  if (auto v = env("SLUICE_ADMIN_LISTEN")) c.admin.listen = *v;
+  if (auto v = env("SLUICE_UPSTREAM_URL")) c.upstream.url = *v;
+  if (auto v = env("SLUICE_AGENT_UPSTREAM_URL")) c.upstream.agent_url = *v;
+  if (auto v = env("SLUICE_LOG_LEVEL")) c.log.level = *v;
+  if (auto v = env("SLUICE_TLS_CERT")) c.tls.cert_file = *v;
+  if (auto v = env("SLUICE_TLS_KEY")) c.tls.key_file = *v;
+  if (auto v = env("SLUICE_THREADS")) {
+    YAML::Node n(*v);
+    c.threads = static_cast<int>(as_int(n, "SLUICE_THREADS", 1, 256));
+  }
+}
+
+void validate(const Config& c) {
+  check_endpoint("listen", c.listen);
+  check_endpoint("admin.listen", c.admin.listen);
+  if (c.tls.cert_file.empty() != c.tls.key_file.empty())
+    throw ConfigError(c.tls.cert_file.empty() ? "tls.cert" : "tls.key",
+                      "tls.cert and tls.key must be given together");
+  if (c.upstream.url) check_upstream_url("upstream.url", *c.upstream.url);
+  if (c.upstream.agent_url) check_upstream_url("upstream.agent_url", *c.upstream.agent_url);
+  if (c.upstream.connect_timeout <= Seconds(0))
+    throw ConfigError("upstream.connect_timeout", "must be positive");
+  if (c.client.handshake_timeout <= Seconds(0))
+    throw ConfigError("client.handshake_timeout", "must be positive");
+  if (c.relay.ping_interval <= Seconds(0)) throw ConfigError("relay.ping_interval", "must be positive");
+  if (c.relay.close_timeout <= Seconds(0)) throw ConfigError("relay.close_timeout", "must be positive");
+  static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "critical", "off"};
+  if (!levels.count(c.log.level))
+    throw ConfigError("log.level", "expected one of trace, debug, info, warn, error; got '" + c.log.level + "'");
+  std::set<std::string> names, hashes;
+  for (std::size_t i = 0; i < c.tenants.size(); ++i) {
+    const auto& t = c.tenants[i];
+    auto prefix = "tenants[" + std::to_string(i) + "]";
+    if (t.name.empty()) throw ConfigError(prefix + ".name", "must not be empty");
+    if (!names.insert(t.name).second) throw ConfigError(prefix + ".name", "duplicate tenant '" + t.name + "'");
+    for (const auto& h : t.key_hashes)
+      if (!hashes.insert(h).second)
+        throw ConfigError(prefix + ".keys", "a key hash is listed twice (keys must map to one tenant)");
+  }
+}
+
+}  // namespace sluice::config

@@ -1,0 +1,104 @@
+#pragma once
+// The gateway's configuration: aggregates with defaults, one function that
+// loads and validates a YAML file, environment overrides, and command-line
+// overrides applied by the caller. A bad value is reported with its key.
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace sluice::config {
+
+using Seconds = std::chrono::duration<double>;
+
+// Thrown for an invalid configuration; what() reads "<key>: <what is wrong>".
+class ConfigError : public std::runtime_error {
+ public:
+  ConfigError(std::string key, const std::string& message)
+      : std::runtime_error(key + ": " + message), key_(std::move(key)) {}
+  const std::string& key() const { return key_; }
+
+ private:
+  std::string key_;
+};
+
+struct TlsConfig {
+  std::string cert_file;  // PEM certificate chain; TLS is on when both are set
+  std::string key_file;   // PEM private key
+  bool enabled() const { return !cert_file.empty(); }
+};
+
+struct AdminConfig {
+  std::string listen = "127.0.0.1:9090";
+  std::string token;  // bearer token for /api/v1 (SLUICE_ADMIN_TOKEN)
+};
+
+struct UpstreamConfig {
+  // Unset means "not configured": with no DEEPGRAM_API_KEY either, `serve`
+  // starts the bundled simulator as the upstream.
+  std::optional<std::string> url;        // listen and speak; default wss://api.deepgram.com
+  std::optional<std::string> agent_url;  // agent; default wss://agent.deepgram.com
+  std::string api_key;                   // the real Deepgram key (DEEPGRAM_API_KEY)
+  Seconds connect_timeout{10};           // resolve + connect + TLS + WebSocket handshake
+  std::string ca_file;                   // extra CA bundle (PEM) besides the system store
+  bool verify_tls = true;
+
+  std::string effective_url() const { return url.value_or("wss://api.deepgram.com"); }
+  std::string effective_agent_url() const {
+    return agent_url.value_or(url ? *url : std::string("wss://agent.deepgram.com"));
+  }
+};
+
+struct ClientConfig {
+  Seconds handshake_timeout{10};  // to send a complete upgrade request (and TLS handshake)
+  std::uint32_t header_limit = 16 * 1024;
+};
+
+struct Tenant {
+  std::string name;
+  std::vector<std::string> key_hashes;  // "sha256:<hex>"
+};
+
+struct RelayConfig {
+  std::uint64_t max_message_bytes = 4 * 1024 * 1024;  // larger messages close with 1009
+  Seconds ping_interval{15};  // ping a silent peer; dead after twice this without data
+  Seconds close_timeout{10};  // to complete a close handshake
+  Seconds close_grace{5};     // after the endpoint's close message, before forcing a close
+  Seconds idle_after{10};     // a stream with no audio for this long shows as "idle"
+};
+
+struct LogConfig {
+  std::string level = "info";  // trace, debug, info, warn, error
+};
+
+struct Config {
+  std::string listen = "127.0.0.1:8080";
+  TlsConfig tls;
+  AdminConfig admin;
+  UpstreamConfig upstream;
+  ClientConfig client;
+  std::vector<Tenant> tenants;  // empty: pass-through mode
+  RelayConfig relay;
+  LogConfig log;
+  int threads = 1;
+
+  bool pass_through() const { return tenants.empty(); }
+};
+
+// Parses YAML text. Unknown keys, wrong types and bad values throw ConfigError.
+Config parse_config(const std::string& yaml_text);
+Config load_config_file(const std::string& path);
+
+// Applies DEEPGRAM_API_KEY, SLUICE_ADMIN_TOKEN and the SLUICE_* overrides
+// listed in docs/operations.md, reading through `getenv`.
+void apply_environment(Config& config, const char* (*getenv)(const char*));
+
+// Checks cross-field rules (e.g. TLS cert without key). Throws ConfigError.
+void validate(const Config& config);
+
+// "10s", "250ms", "2m", "1h" or a plain number of seconds.
+Seconds parse_duration(const std::string& key, const std::string& text);
+
+}  // namespace sluice::config

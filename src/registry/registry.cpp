@@ -1,0 +1,122 @@
+#include "registry/registry.hpp"
+
+namespace sluice::registry {
+
+std::string_view state_name(SessionState s) {
+  switch (s) {
+    case SessionState::connecting: return "connecting";
+    case SessionState::open: return "open";
+    case SessionState::closing: return "closing";
+  }
+  return "unknown";
+}
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
+
+void SessionEntry::set_request_id(std::string id) {
+  std::lock_guard lock(mutex_);
+  request_id_ = std::move(id);
+}
+
+std::string SessionEntry::request_id() const {
+  std::lock_guard lock(mutex_);
+  return request_id_;
+}
+
+void SessionEntry::set_upstream_summary(std::optional<double> duration, std::optional<int> channels) {
+  std::lock_guard lock(mutex_);
+  if (duration) meta_duration_ = duration;
+  if (channels) meta_channels_ = channels;
+}
+
+double SessionEntry::audio_seconds() const {
+  if (info_.audio_bytes_per_second > 0)
+    return static_cast<double>(counters_.audio_bytes.load(std::memory_order_relaxed)) /
+           info_.audio_bytes_per_second;
+  std::lock_guard lock(mutex_);
+  return meta_duration_.value_or(0);
+}
+
+void SessionEntry::set_end_handler(std::function<void()> handler) {
+  std::lock_guard lock(mutex_);
+  end_handler_ = std::move(handler);
+}
+
+bool SessionEntry::request_end() const {
+  std::function<void()> h;
+  {
+    std::lock_guard lock(mutex_);
+    h = end_handler_;
+  }
+  if (!h) return false;
+  h();
+  return true;
+}
+
+Registration::~Registration() {
+  if (registry_ && entry_) registry_->remove(entry_->info().id);
+}
+
+Registration Registry::add(SessionInfo info) {
+  auto entry = std::make_shared<SessionEntry>(std::move(info));
+  {
+    std::lock_guard lock(mutex_);
+    sessions_.emplace(entry->info().id, entry);
+  }
+  return Registration(this, std::move(entry));
+}
+
+void Registry::remove(SessionId id) {
+  std::lock_guard lock(mutex_);
+  sessions_.erase(id);
+}
+
+std::shared_ptr<SessionEntry> Registry::find(SessionId id) const {
+  std::lock_guard lock(mutex_);
+  auto it = sessions_.find(id);
+  return it == sessions_.end() ? nullptr : it->second;
+}
+
+std::size_t Registry::size() const {
+  std::lock_guard lock(mutex_);
+  return sessions_.size();
+}
+
+double Registry::idle_seconds(const SessionEntry& e, std::int64_t now) {
+  const auto& c = e.counters();
+  auto since = c.last_audio_ns.load(std::memory_order_relaxed);
+  if (since == 0) since = c.upstream_open_ns.load(std::memory_order_relaxed);
+  if (since == 0) return 0;
+  return static_cast<double>(now - since) / 1e9;
+}
+
+std::string_view Registry::display_state(const SessionEntry& e, std::int64_t now) const {
+  auto s = e.state();
+  if (s == SessionState::open &&
+      idle_seconds(e, now) * 1e9 >= static_cast<double>(idle_after_ns_.load(std::memory_order_relaxed)))
+    return "idle";
+  return state_name(s);
+}
+
+std::vector<std::shared_ptr<SessionEntry>> Registry::list(const SessionFilter& f) const {
+  std::vector<std::shared_ptr<SessionEntry>> all;
+  {
+    std::lock_guard lock(mutex_);
+    all.reserve(sessions_.size());
+    for (const auto& [id, e] : sessions_) all.push_back(e);
+  }
+  auto now = now_ns();
+  std::vector<std::shared_ptr<SessionEntry>> out;
+  for (auto& e : all) {
+    if (f.tenant && e->info().tenant != *f.tenant) continue;
+    if (f.path && protocol::endpoint_path(e->info().endpoint) != *f.path) continue;
+    if (f.state && display_state(*e, now) != *f.state) continue;
+    if (f.idle_for && (e->state() == SessionState::connecting || idle_seconds(*e, now) < *f.idle_for)) continue;
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+}  // namespace sluice::registry

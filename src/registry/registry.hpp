@@ -1,0 +1,150 @@
+#pragma once
+// The live table of streams. Every stream is registered from the moment its
+// upgrade request is read until both of its legs are gone.
+//
+// Thread safety: Registry is safe to use from any thread (one mutex guards the
+// table). A SessionEntry's immutable info is set before it is published; its
+// counters are atomics written only by the session's own strand and read by
+// anyone; its few strings (request id, close summary) sit behind its mutex.
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "protocol/endpoint.hpp"
+
+namespace sluice::registry {
+
+using Clock = std::chrono::system_clock;
+using SessionId = std::uint64_t;
+
+enum class SessionState : int { connecting, open, closing };
+std::string_view state_name(SessionState s);  // "connecting", "open", "closing"
+
+// What identifies and classifies a stream; fixed once the request is read.
+struct SessionInfo {
+  SessionId id = 0;
+  std::string tenant;
+  protocol::Endpoint endpoint = protocol::Endpoint::listen_v1;
+  std::string model;
+  // Classifying query parameters (a fixed allow-list: never secrets or URLs).
+  std::vector<std::pair<std::string, std::string>> params;
+  std::string client_address;
+  std::string user_agent;
+  Clock::time_point accepted;
+  double audio_bytes_per_second = 0;  // 0: raw format unknown
+};
+
+// Counters updated on the relay path: one relaxed atomic add each.
+struct SessionCounters {
+  std::atomic<std::uint64_t> client_messages{0}, client_bytes{0};
+  std::atomic<std::uint64_t> upstream_messages{0}, upstream_bytes{0};
+  std::atomic<std::uint64_t> audio_messages{0}, audio_bytes{0};
+  std::atomic<std::uint64_t> keep_alive{0}, finalize{0}, close_stream{0};
+  // Nanoseconds since the epoch (system clock); 0 = never.
+  std::atomic<std::int64_t> upstream_open_ns{0}, last_audio_ns{0}, last_text_ns{0}, last_upstream_ns{0};
+  std::atomic<int> state{static_cast<int>(SessionState::connecting)};
+};
+
+std::int64_t now_ns();
+
+class SessionEntry {
+ public:
+  explicit SessionEntry(SessionInfo info) : info_(std::move(info)) {}
+
+  const SessionInfo& info() const { return info_; }
+  SessionCounters& counters() { return counters_; }
+  const SessionCounters& counters() const { return counters_; }
+
+  SessionState state() const { return static_cast<SessionState>(counters_.state.load(std::memory_order_relaxed)); }
+  void set_state(SessionState s) { counters_.state.store(static_cast<int>(s), std::memory_order_relaxed); }
+
+  void set_request_id(std::string id);
+  std::string request_id() const;
+  // From the upstream's Metadata: audio duration and channel count.
+  void set_upstream_summary(std::optional<double> duration, std::optional<int> channels);
+  // Audio seconds: from the declared raw format when known, else Metadata.
+  double audio_seconds() const;
+
+  // The session installs how to end it gracefully (posted onto its strand).
+  void set_end_handler(std::function<void()> handler);
+  // Asks the session to end gracefully; false if it has no handler yet.
+  bool request_end() const;
+
+ private:
+  const SessionInfo info_;
+  SessionCounters counters_;
+  mutable std::mutex mutex_;
+  std::string request_id_;              // guarded by mutex_
+  std::optional<double> meta_duration_; // guarded by mutex_
+  std::optional<int> meta_channels_;    // guarded by mutex_
+  std::function<void()> end_handler_;   // guarded by mutex_
+};
+
+class Registry;
+
+// Holds a stream's place in the registry; removes it when destroyed.
+class Registration {
+ public:
+  Registration() = default;
+  Registration(Registry* registry, std::shared_ptr<SessionEntry> entry)
+      : registry_(registry), entry_(std::move(entry)) {}
+  Registration(Registration&& o) noexcept : registry_(o.registry_), entry_(std::move(o.entry_)) { o.registry_ = nullptr; }
+  Registration& operator=(Registration&&) = delete;
+  Registration(const Registration&) = delete;
+  ~Registration();
+
+  SessionEntry& entry() const { return *entry_; }
+  SessionEntry* operator->() const { return entry_.get(); }
+
+ private:
+  Registry* registry_ = nullptr;
+  std::shared_ptr<SessionEntry> entry_;
+};
+
+struct SessionFilter {
+  std::optional<std::string> tenant;
+  std::optional<std::string> path;
+  std::optional<std::string> state;       // connecting, open, idle, closing
+  std::optional<double> idle_for;         // seconds without client audio, at least
+};
+
+class Registry {
+ public:
+  explicit Registry(std::chrono::duration<double> idle_after = std::chrono::seconds(10))
+      : idle_after_ns_(to_ns(idle_after)) {}
+
+  SessionId next_id() { return next_id_.fetch_add(1, std::memory_order_relaxed); }
+  Registration add(SessionInfo info);
+
+  std::shared_ptr<SessionEntry> find(SessionId id) const;
+  std::vector<std::shared_ptr<SessionEntry>> list(const SessionFilter& filter = {}) const;
+  std::size_t size() const;
+
+  // "idle" when open and without client audio for idle_after (or since open).
+  std::string_view display_state(const SessionEntry& e, std::int64_t now) const;
+  // Seconds since the last client audio (or since the upstream opened).
+  static double idle_seconds(const SessionEntry& e, std::int64_t now);
+
+  void set_idle_after(std::chrono::duration<double> d) { idle_after_ns_.store(to_ns(d)); }
+
+ private:
+  friend class Registration;
+  void remove(SessionId id);
+  static std::int64_t to_ns(std::chrono::duration<double> d) {
+    return static_cast<std::int64_t>(d.count() * 1e9);
+  }
+
+  std::atomic<std::int64_t> idle_after_ns_;
+  std::atomic<SessionId> next_id_{1};
+  mutable std::mutex mutex_;
+  std::map<SessionId, std::shared_ptr<SessionEntry>> sessions_;  // guarded by mutex_
+};
+
+}  // namespace sluice::registry

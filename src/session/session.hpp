@@ -1,0 +1,43 @@
+#pragma once
+// One client connection's life: read the upgrade request, authenticate, open
+// the upstream first, accept the client, relay both ways, close, summarize.
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "auth/key_table.hpp"
+#include "config/config.hpp"
+#include "registry/registry.hpp"
+#include "upstream/connector.hpp"
+
+namespace sluice::session {
+
+// What sessions read from configuration: an immutable snapshot, replaced whole
+// on reload, so a session sees one consistent version for its whole life.
+struct SessionPolicy {
+  explicit SessionPolicy(config::Config c);
+
+  config::Config config;
+  auth::KeyTable keys;
+  upstream::UpstreamBase base;        // listen, speak
+  upstream::UpstreamBase agent_base;  // agent
+  std::string upstream_key;           // virtual-key mode: the real Deepgram key
+};
+
+// Long-lived services sessions use. Owned by the Gateway; outlives sessions.
+struct SessionServices {
+  registry::Registry& registry;
+  boost::asio::ssl::context& upstream_tls;
+  boost::asio::ssl::context* client_tls;  // null: plain TCP
+  std::atomic<std::shared_ptr<const SessionPolicy>> policy;
+};
+
+// The connection handler for the client listener. Never throws for anything
+// a client or upstream can cause.
+boost::asio::awaitable<void> run_connection(boost::asio::ip::tcp::socket socket, SessionServices& services);
+
+}  // namespace sluice::session
