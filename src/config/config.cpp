@@ -127,17 +127,17 @@ Config parse_config(const std::string& yaml_text) {
   check_keys(root, "", {"listen", "tls", "admin", "upstream", "client", "tenants", "relay", "log", "threads"});
   if (auto n = root["listen"]) c.listen = as_string(n, "listen");
   if (auto n = root["threads"]) c.threads = static_cast<int>(as_int(n, "threads", 1, 256));
-  if (auto tls = root["tls"]) {
+  if (auto tls = root["tls"]; tls && !tls.IsNull()) {
     check_keys(tls, "tls", {"cert", "key"});
     if (auto n = tls["cert"]) c.tls.cert_file = as_string(n, "tls.cert");
     if (auto n = tls["key"]) c.tls.key_file = as_string(n, "tls.key");
   }
-  if (auto admin = root["admin"]) {
+  if (auto admin = root["admin"]; admin && !admin.IsNull()) {
     check_keys(admin, "admin", {"listen", "token"});
     if (auto n = admin["listen"]) c.admin.listen = as_string(n, "admin.listen");
     if (auto n = admin["token"]) c.admin.token = as_string(n, "admin.token");
   }
-  if (auto up = root["upstream"]) {
+  if (auto up = root["upstream"]; up && !up.IsNull()) {
     check_keys(up, "upstream", {"url", "agent_url", "api_key", "connect_timeout", "ca_file", "verify_tls"});
     if (auto n = up["url"]) c.upstream.url = as_string(n, "upstream.url");
     if (auto n = up["agent_url"]) c.upstream.agent_url = as_string(n, "upstream.agent_url");
@@ -146,13 +146,13 @@ Config parse_config(const std::string& yaml_text) {
     if (auto n = up["ca_file"]) c.upstream.ca_file = as_string(n, "upstream.ca_file");
     if (auto n = up["verify_tls"]) c.upstream.verify_tls = as_bool(n, "upstream.verify_tls");
   }
-  if (auto cl = root["client"]) {
+  if (auto cl = root["client"]; cl && !cl.IsNull()) {
     check_keys(cl, "client", {"handshake_timeout", "header_limit"});
     if (auto n = cl["handshake_timeout"]) c.client.handshake_timeout = as_duration(n, "client.handshake_timeout");
     if (auto n = cl["header_limit"])
       c.client.header_limit = static_cast<std::uint32_t>(as_int(n, "client.header_limit", 1024, 1 << 20));
   }
-  if (auto tenants = root["tenants"]) {
+  if (auto tenants = root["tenants"]; tenants && !tenants.IsNull()) {
     if (!tenants.IsSequence()) throw ConfigError("tenants", "expected a list of {name, keys}");
     for (std::size_t i = 0; i < tenants.size(); ++i) {
       auto prefix = "tenants[" + std::to_string(i) + "]";
@@ -177,7 +177,7 @@ Config parse_config(const std::string& yaml_text) {
       c.tenants.push_back(std::move(tenant));
     }
   }
-  if (auto relay = root["relay"]) {
+  if (auto relay = root["relay"]; relay && !relay.IsNull()) {
     check_keys(relay, "relay", {"max_message_bytes", "ping_interval", "close_timeout", "close_grace", "idle_after"});
     if (auto n = relay["max_message_bytes"]) c.relay.max_message_bytes = as_bytes(n, "relay.max_message_bytes");
     if (auto n = relay["ping_interval"]) c.relay.ping_interval = as_duration(n, "relay.ping_interval");
@@ -185,7 +185,7 @@ Config parse_config(const std::string& yaml_text) {
     if (auto n = relay["close_grace"]) c.relay.close_grace = as_duration(n, "relay.close_grace");
     if (auto n = relay["idle_after"]) c.relay.idle_after = as_duration(n, "relay.idle_after");
   }
-  if (auto log = root["log"]) {
+  if (auto log = root["log"]; log && !log.IsNull()) {
     check_keys(log, "log", {"level"});
     if (auto n = log["level"]) c.log.level = as_string(n, "log.level");
   }

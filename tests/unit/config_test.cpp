@@ -119,3 +119,10 @@ TEST(Config, Durations) {
   EXPECT_THROW(parse_duration("k", "ms"), ConfigError);
   EXPECT_THROW(parse_duration("k", "-1s"), ConfigError);
 }
+
+TEST(Config, ShippedExampleParses) {
+  auto c = load_config_file(std::string(SLUICE_SOURCE_DIR) + "/config/sluice.example.yaml");
+  EXPECT_EQ(c.listen, "127.0.0.1:8080");
+  EXPECT_TRUE(c.pass_through());
+  EXPECT_FALSE(c.tls.enabled());
+}
