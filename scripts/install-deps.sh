@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs what building and testing sluice needs on Debian 12 (run as root):
+# the Debian packages below, then the end-to-end tests' npm packages
+# (tests/e2e, from its package-lock.json). Safe to run again: each step is
+# skipped when it is already done.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+packages=(
+  build-essential cmake ninja-build ccache pkg-config
+  libboost1.81-all-dev libssl-dev libsqlite3-dev libyaml-cpp-dev
+  libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev
+  nodejs npm espeak-ng sox ca-certificates
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  # A nodejs package that bundles npm (as NodeSource's does) conflicts with
+  # Debian's npm package: an npm already on PATH is enough.
+  if [[ "$p" == npm ]] && command -v npm >/dev/null; then continue; fi
+  status="$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)"
+  [[ "$status" == ii* ]] || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: Debian packages already installed"
+else
+  if ((EUID != 0)); then
+    echo "install-deps: missing packages: ${missing[*]}; run this script as root" >&2
+    exit 1
+  fi
+  echo "install-deps: apt-get update"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  echo "install-deps: installing ${missing[*]}"
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+  echo "install-deps: Debian packages installed"
+fi
+
+# npm ci wipes and reinstalls node_modules, so only run it when the lockfile
+# changed since the last install (npm keeps a copy of the resolved tree in
+# node_modules/.package-lock.json).
+e2e="$root/tests/e2e"
+stamp="$e2e/node_modules/.sluice-lock-sha256"
+want="$(sha256sum "$e2e/package-lock.json" | cut -d' ' -f1)"
+if [[ -d "$e2e/node_modules" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  echo "install-deps: tests/e2e/node_modules up to date"
+else
+  echo "install-deps: npm ci in tests/e2e"
+  (cd "$e2e" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" >"$stamp"
+fi
