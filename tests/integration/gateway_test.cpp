@@ -43,7 +43,7 @@ std::string random_text(std::mt19937& rng, std::size_t n) {
 }  // namespace
 
 TEST_F(Gateway, RelaysRandomMessagesByteExactAndInOrderBothWays) {
-  auto& s = start({}, via_test_upstream());
+  auto& s = start({}, with_tenant("acme", "client-key", via_test_upstream()));
   Client c;
   ASSERT_TRUE(c.open(s.port(), kListen, "Token client-key")) << c.error.message();
   EXPECT_EQ(c.response["dg-request-id"], "test-upstream-request");
@@ -82,7 +82,7 @@ TEST_F(Gateway, ClientCloseCodeAndReasonReachTheUpstream) {
   ASSERT_TRUE(c.open(s.port(), kListen, "Token k"));
   c.send_text("hello");
   ASSERT_TRUE(c.read());
-  c.ws.close(websocket::close_reason(4001, "client says bye"));
+  c.ws.close(websocket::close_reason(static_cast<websocket::close_code>(4001), "client says bye"));
   ASSERT_TRUE(eventually([&] { return s.test_upstream().close_code() != -1; }));
   EXPECT_EQ(s.test_upstream().close_code(), 4001);
   EXPECT_EQ(s.test_upstream().close_reason(), "client says bye");
@@ -298,20 +298,20 @@ TEST_F(Gateway, AdminApiListsFiltersAndRequiresItsToken) {
     EXPECT_EQ(res.result_int(), 200u) << res.body();
     return boost::json::parse(res.body()).as_object();
   };
-  EXPECT_EQ(list("").at("count").as_uint64(), 2u);
+  EXPECT_EQ(list("").at("count").to_number<std::uint64_t>(), 2u);
   auto acme = list("?tenant=acme");
-  ASSERT_EQ(acme.at("count").as_uint64(), 1u);
+  ASSERT_EQ(acme.at("count").to_number<std::uint64_t>(), 1u);
   auto sess = acme.at("sessions").as_array()[0].as_object();
   EXPECT_EQ(sess.at("path").as_string(), "/v1/listen");
   EXPECT_EQ(sess.at("model").as_string(), "nova-3");
   EXPECT_EQ(sess.at("params").as_object().at("sample_rate").as_string(), "16000");
   EXPECT_FALSE(sess.at("request_id").is_null());
-  EXPECT_EQ(list("?path=/v1/speak").at("count").as_uint64(), 1u);
-  EXPECT_EQ(list("?state=open").at("count").as_uint64(), 2u);
-  EXPECT_EQ(list("?idle_for=3600").at("count").as_uint64(), 0u);
+  EXPECT_EQ(list("?path=/v1/speak").at("count").to_number<std::uint64_t>(), 1u);
+  EXPECT_EQ(list("?state=open").at("count").to_number<std::uint64_t>(), 2u);
+  EXPECT_EQ(list("?idle_for=3600").at("count").to_number<std::uint64_t>(), 0u);
   EXPECT_EQ(admin_call(s.admin_port(), http::verb::get, "/api/v1/sessions?state=sleepy").result_int(), 400u);
   EXPECT_EQ(admin_call(s.admin_port(), http::verb::get, "/api/v1/sessions?bogus=1").result_int(), 400u);
-  auto id = sess.at("id").as_uint64();
+  auto id = sess.at("id").to_number<std::uint64_t>();
   auto one = admin_call(s.admin_port(), http::verb::get, "/api/v1/sessions/" + std::to_string(id));
   EXPECT_EQ(one.result_int(), 200u);
   EXPECT_EQ(boost::json::parse(one.body()).as_object().at("tenant").as_string(), "acme");

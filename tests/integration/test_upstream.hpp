@@ -110,8 +110,10 @@ class TestUpstream {
       if (text && data.starts_with("close:")) {  // close:CODE:REASON
         auto rest = data.substr(6);
         auto colon = rest.find(':');
-        auto code = static_cast<std::uint16_t>(std::stoi(rest.substr(0, colon)));
-        co_await ws.async_close(websocket::close_reason(code, colon == std::string::npos ? "" : rest.substr(colon + 1)), tuple);
+        auto code = static_cast<websocket::close_code>(std::stoi(rest.substr(0, colon)));
+        std::string reason = colon == std::string::npos ? "" : rest.substr(colon + 1);
+        websocket::close_reason cr(code, reason);
+        co_await ws.async_close(cr, tuple);
         continue;
       }
       if (text && data == "close-no-status") {
