@@ -8,13 +8,18 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/json/array.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/url/parse.hpp>
 #include <spdlog/spdlog.h>
 
 #include <charconv>
+#include <cstdio>
+#include <ctime>
 
 #include "admin/sessions_json.hpp"
+#include "admission/controller.hpp"
+#include "events/event_log.hpp"
 #include "net/listener.hpp"
 #include "protocol/credential.hpp"
 
@@ -69,6 +74,34 @@ std::optional<double> parse_number(std::string_view s) {
   return v;
 }
 
+// RFC 3339 (UTC "Z" or an offset) or Unix seconds, to ns since the epoch.
+std::optional<std::int64_t> parse_time(const std::string& text) {
+  if (auto n = parse_number(text)) return static_cast<std::int64_t>(*n * 1e9);
+  std::tm tm{};
+  const char* rest = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (!rest) return std::nullopt;
+  double frac = 0;
+  if (*rest == '.') {
+    char* end = nullptr;
+    frac = std::strtod(rest, &end);
+    rest = end;
+  }
+  long offset = 0;
+  if (*rest == 'Z' || *rest == 'z') {
+    ++rest;
+  } else if (*rest == '+' || *rest == '-') {
+    int hh = 0, mm = 0;
+    if (std::sscanf(rest + 1, "%2d:%2d", &hh, &mm) != 2) return std::nullopt;
+    offset = (hh * 3600L + mm * 60L) * (*rest == '-' ? -1 : 1);
+    rest += 6;
+  } else {
+    return std::nullopt;
+  }
+  if (*rest) return std::nullopt;
+  auto secs = timegm(&tm) - offset;
+  return static_cast<std::int64_t>((static_cast<double>(secs) + frac) * 1e9);
+}
+
 class Handler {
  public:
   explicit Handler(AdminDeps& deps) : deps_(deps) {}
@@ -98,12 +131,12 @@ class Handler {
       if (ec != std::errc() || p != id_text.data() + id_text.size())
         return error_response(req, http::status::bad_request, "bad_request",
                               "session id must be a number, got '" + std::string(id_text) + "'");
-      auto entry = deps_.registry.find(id);
+      auto entry = deps_.registry->find(id);
       if (!entry)
         return error_response(req, http::status::not_found, "not_found",
                               "no open session " + std::string(id_text));
       if (req.method() == http::verb::get)
-        return json_response(req, http::status::ok, session_json(deps_.registry, *entry, registry::now_ns()));
+        return json_response(req, http::status::ok, session_json(*deps_.registry, *entry, registry::now_ns()));
       if (req.method() == http::verb::delete_) {
         if (!entry->request_end())
           return error_response(req, http::status::conflict, "not_open",
@@ -115,10 +148,98 @@ class Handler {
       }
       return method_not_allowed(req, "GET, DELETE");
     }
+    if (path == "/api/v1/pools") {
+      if (req.method() != http::verb::get) return method_not_allowed(req, "GET");
+      json::array pools;
+      for (const auto& p : deps_.admission->status()) pools.push_back(pool_json(p));
+      json::object o;
+      o["pools"] = std::move(pools);
+      o["leases"] = deps_.admission->leases_in_use();
+      return json_response(req, http::status::ok, o);
+    }
+    constexpr std::string_view pools_prefix = "/api/v1/pools/";
+    if (path.starts_with(pools_prefix)) {
+      auto name = path.substr(pools_prefix.size());
+      if (req.method() == http::verb::get) {
+        auto st = deps_.admission->status(name);
+        if (!st) return error_response(req, http::status::not_found, "not_found", "no pool named '" + name + "'");
+        return json_response(req, http::status::ok, pool_json(*st));
+      }
+      if (req.method() != http::verb::put) return method_not_allowed(req, "GET, PUT");
+      boost::system::error_code ec;
+      auto body = json::parse(req.body(), ec);
+      const json::value* limit = (!ec && body.is_object()) ? body.as_object().if_contains("limit") : nullptr;
+      if (!limit || !limit->is_int64() || limit->as_int64() < 1 || limit->as_int64() > 1000000)
+        return error_response(req, http::status::bad_request, "bad_request",
+                              "expected a JSON body {\"limit\": N} with N between 1 and 1000000");
+      if (!deps_.admission->set_limit(name, static_cast<int>(limit->as_int64())))
+        return error_response(req, http::status::not_found, "not_found", "no pool named '" + name + "'");
+      json::object ev;
+      ev["pool"] = name;
+      ev["limit"] = limit->as_int64();
+      ev["source"] = "api";
+      deps_.events->record("limit_change", std::move(ev));
+      spdlog::info("pool '{}': limit set to {} through the admin API", name, limit->as_int64());
+      return json_response(req, http::status::ok, pool_json(*deps_.admission->status(name)));
+    }
+    if (path == "/api/v1/events") {
+      if (req.method() != http::verb::get) return method_not_allowed(req, "GET");
+      events::EventFilter f;
+      for (auto p : url->params()) {
+        if (p.key == "type") f.type = p.value;
+        else if (p.key == "since" || p.key == "until") {
+          auto t = parse_time(p.value);
+          if (!t)
+            return error_response(req, http::status::bad_request, "bad_request",
+                                  p.key + " must be RFC 3339 (2026-11-22T20:15:03Z) or Unix seconds; got '" + p.value + "'");
+          (p.key == "since" ? f.since_ns : f.until_ns) = *t;
+        } else if (p.key == "limit") {
+          auto v = parse_number(p.value);
+          if (!v || *v < 1) return error_response(req, http::status::bad_request, "bad_request", "limit must be a positive number");
+          f.limit = static_cast<std::size_t>(*v);
+        } else {
+          return error_response(req, http::status::bad_request, "bad_request",
+                                "unknown filter '" + p.key + "' (known: type, since, until, limit)");
+        }
+      }
+      json::array list;
+      for (const auto& e : deps_.events->list(f)) list.push_back(events::to_json(e));
+      json::object o;
+      o["count"] = list.size();
+      o["events"] = std::move(list);
+      return json_response(req, http::status::ok, o);
+    }
     return error_response(req, http::status::not_found, "not_found", "no such path: " + path);
   }
 
  private:
+  static json::object pool_json(const admission::PoolStatus& p) {
+    json::object o;
+    o["name"] = p.name;
+    o["limit"] = p.limit;
+    o["effective_limit"] = p.effective_limit;
+    o["in_use"] = p.in_use;
+    o["queued"] = p.queued;
+    json::object tenants;
+    for (const auto& [t, n] : p.tenants_in_use) tenants[t] = n;
+    o["tenants"] = std::move(tenants);
+    json::object match;
+    if (!p.config.match.path.empty()) match["path"] = p.config.match.path;
+    json::object params;
+    for (const auto& [k, v] : p.config.match.params) params[k] = v;
+    if (!params.empty()) match["params"] = std::move(params);
+    o["match"] = std::move(match);
+    o["queue_timeout_seconds"] = p.config.queue_timeout.count();
+    o["max_queue"] = p.config.max_queue;
+    o["idle_close_after_seconds"] = p.config.idle_close_after.count();
+    o["liveness_timeout_seconds"] = p.config.liveness_timeout.count();
+    o["max_duration_seconds"] = p.config.max_duration.count();
+    o["admitted_total"] = p.admitted_total;
+    o["refused_total"] = p.refused_total;
+    o["upstream_429_total"] = p.upstream_429_total;
+    return o;
+  }
+
   Response text(const Request& req, http::status status, std::string body) {
     Response res{status, req.version()};
     res.set(http::field::content_type, "text/plain");
@@ -139,11 +260,13 @@ class Handler {
     registry::SessionFilter f;
     for (auto p : url.params()) {
       if (p.key == "tenant") f.tenant = p.value;
+      else if (p.key == "pool") f.pool = p.value;
       else if (p.key == "path") f.path = p.value;
       else if (p.key == "state") {
-        if (p.value != "connecting" && p.value != "open" && p.value != "idle" && p.value != "closing")
+        if (p.value != "queued" && p.value != "connecting" && p.value != "open" && p.value != "idle" &&
+            p.value != "closing")
           return error_response(req, http::status::bad_request, "bad_request",
-                                "state must be one of connecting, open, idle, closing; got '" + p.value + "'");
+                                "state must be one of queued, connecting, open, idle, closing; got '" + p.value + "'");
         f.state = p.value;
       } else if (p.key == "idle_for") {
         auto v = parse_number(p.value);
@@ -153,12 +276,12 @@ class Handler {
         f.idle_for = v;
       } else {
         return error_response(req, http::status::bad_request, "bad_request",
-                              "unknown filter '" + p.key + "' (known: tenant, path, state, idle_for)");
+                              "unknown filter '" + p.key + "' (known: tenant, pool, path, state, idle_for)");
       }
     }
     auto now = registry::now_ns();
     json::array sessions;
-    for (const auto& e : deps_.registry.list(f)) sessions.push_back(session_json(deps_.registry, *e, now));
+    for (const auto& e : deps_.registry->list(f)) sessions.push_back(session_json(*deps_.registry, *e, now));
     json::object o;
     o["count"] = sessions.size();
     o["sessions"] = std::move(sessions);

@@ -1,6 +1,6 @@
 #pragma once
 // The operators' HTTP API on its own listener: live sessions (list, inspect,
-// end gracefully), health and readiness. Every /api/ path requires
+// end gracefully), pools (view, change a limit), events, health and readiness. Every /api/ path requires
 // `Authorization: Bearer <admin token>`. Runs on the io_context it is given.
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -15,10 +15,19 @@ namespace sluice::net {
 class Listener;
 }
 
+namespace sluice::admission {
+class Controller;
+}
+namespace sluice::events {
+class EventLog;
+}
+
 namespace sluice::admin {
 
 struct AdminDeps {
-  registry::Registry& registry;
+  std::shared_ptr<registry::Registry> registry;
+  std::shared_ptr<admission::Controller> admission;
+  std::shared_ptr<events::EventLog> events;
   std::string token;
   const std::atomic<bool>& ready;
 };

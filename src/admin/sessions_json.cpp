@@ -1,20 +1,12 @@
 #include "admin/sessions_json.hpp"
 
-#include <fmt/chrono.h>
-#include <fmt/format.h>
+#include "util/time_json.hpp"
 
 #include "protocol/endpoint.hpp"
 
 namespace sluice::admin {
 
-boost::json::value time_json(std::int64_t ns) {
-  if (ns == 0) return nullptr;
-  std::time_t secs = static_cast<std::time_t>(ns / 1000000000);
-  auto ms = (ns / 1000000) % 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  return boost::json::value(fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z", tm, ms));
-}
+using util::time_json;
 
 boost::json::object session_json(const registry::Registry& registry, const registry::SessionEntry& e,
                                  std::int64_t now) {

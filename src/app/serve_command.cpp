@@ -3,6 +3,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/json/object.hpp>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -19,6 +20,9 @@
 #include "net/listener.hpp"
 #include "protocol/credential.hpp"
 #include "protocol/errors.hpp"
+#include "admission/controller.hpp"
+#include "events/event_log.hpp"
+#include "registry/registry.hpp"
 #include "server/gateway.hpp"
 #include "sim/simulator.hpp"
 
@@ -33,22 +37,30 @@ struct ServeOptions {
   std::string log_level;
   std::string admin_token_file = "sluice-admin.token";
   int threads = 0;
-  double drain_seconds = 10;
+  double drain_seconds = -1;  // unset: the file's drain_timeout
 };
 
 const char* env_lookup(const char* name) { return std::getenv(name); }
 
+// The file, then the environment, then the flags.
+config::Config load_effective_config(const ServeOptions& o) {
+  config::Config cfg;
+  if (!o.config_file.empty()) cfg = config::load_config_file(o.config_file);
+  config::apply_environment(cfg, env_lookup);
+  if (!o.listen.empty()) cfg.listen = o.listen;
+  if (!o.admin_listen.empty()) cfg.admin.listen = o.admin_listen;
+  if (!o.upstream.empty()) cfg.upstream.url = o.upstream;
+  if (!o.log_level.empty()) cfg.log.level = o.log_level;
+  if (o.threads > 0) cfg.threads = o.threads;
+  if (o.drain_seconds >= 0) cfg.drain_timeout = config::Seconds(o.drain_seconds);
+  config::validate(cfg);
+  return cfg;
+}
+
 int run_serve(const ServeOptions& o) {
   config::Config cfg;
   try {
-    if (!o.config_file.empty()) cfg = config::load_config_file(o.config_file);
-    config::apply_environment(cfg, env_lookup);
-    if (!o.listen.empty()) cfg.listen = o.listen;
-    if (!o.admin_listen.empty()) cfg.admin.listen = o.admin_listen;
-    if (!o.upstream.empty()) cfg.upstream.url = o.upstream;
-    if (!o.log_level.empty()) cfg.log.level = o.log_level;
-    if (o.threads > 0) cfg.threads = o.threads;
-    config::validate(cfg);
+    cfg = load_effective_config(o);
   } catch (const config::ConfigError& e) {
     std::cerr << "sluice: invalid configuration: " << e.what() << "\n";
     return 2;
@@ -89,6 +101,11 @@ int run_serve(const ServeOptions& o) {
   auto tenants = cfg.tenants.size();
   auto upstream_url = cfg.upstream.effective_url();
   auto threads = cfg.threads;
+  auto drain_timeout = cfg.drain_timeout;
+  auto close_grace = cfg.relay.close_grace;
+  auto close_timeout = cfg.relay.close_timeout;
+  auto admin_token = cfg.admin.token;
+  auto cfg_upstream_url = cfg.upstream.url.value_or("");
   std::optional<server::Gateway> gateway;
   try {
     gateway.emplace(ioc, std::move(cfg));
@@ -114,31 +131,80 @@ int run_serve(const ServeOptions& o) {
               ep.c_str(), o.admin_token_file.c_str(), admin_ep.c_str());
   std::fflush(stdout);
 
-  // SIGINT/SIGTERM: stop accepting, ask every stream to finish (final results
-  // delivered), wait up to the drain deadline, then stop.
+  // SIGHUP: reload the configuration file (and environment, and flags) for
+  // new streams; a bad one is refused with the reason and the old one stays.
+  boost::asio::signal_set hup(ioc, SIGHUP);
+  std::function<void()> wait_hup = [&] {
+    hup.async_wait([&](boost::system::error_code ec, int) {
+      if (ec) return;
+      try {
+        auto next = load_effective_config(o);
+        if (simulator) {
+          next.upstream.url = cfg_upstream_url;
+          next.upstream.agent_url = cfg_upstream_url;
+          next.upstream.api_key = "sluice-local-simulator";
+        }
+        if (next.admin.token.empty()) next.admin.token = admin_token;
+        gateway->reload(std::move(next));
+        spdlog::info("configuration reloaded");
+      } catch (const std::exception& e) {
+        spdlog::error("configuration reload refused, the running configuration stays: {}", e.what());
+        boost::json::object ev;
+        ev["error"] = e.what();
+        gateway->events().record("config_reload_refused", std::move(ev));
+      }
+      wait_hup();
+    });
+  };
+  wait_hup();
+
+  // SIGINT/SIGTERM: stop accepting (readyz false, queued handshakes refused),
+  // let streams run up to the drain deadline, then ask each to finish (the
+  // endpoint's close message upstream, finals delivered), and exit once every
+  // stream is gone and every lease returned.
   boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
   boost::asio::steady_timer drain(ioc);
-  std::function<void()> wait_drained;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                                         std::chrono::duration<double>(o.drain_seconds));
-  wait_drained = [&] {
-    if (gateway->registry().size() == 0 || std::chrono::steady_clock::now() >= deadline) {
-      spdlog::info("stopped with {} stream(s) still open", gateway->registry().size());
+  auto to_steady = [](config::Seconds s) {
+    return std::chrono::duration_cast<std::chrono::steady_clock::duration>(s);
+  };
+  std::chrono::steady_clock::time_point end_at, give_up_at;
+  bool ending = false;
+  std::function<void()> wait_drained = [&] {
+    auto now = std::chrono::steady_clock::now();
+    auto open = gateway->registry().size();
+    if (open == 0 || now >= give_up_at) {
+      auto leases = gateway->admission().leases_in_use();
+      boost::json::object ev;
+      ev["open_streams"] = static_cast<std::uint64_t>(open);
+      ev["leases"] = leases;
+      gateway->events().record("stop", std::move(ev));
+      spdlog::info("stopped: {} stream(s) still open, {} lease(s) held", open, leases);
       gateway->stop();
       if (simulator) simulator->stop();
+      hup.cancel();
       ioc.stop();
       return;
+    }
+    if (!ending && now >= end_at) {
+      ending = true;
+      spdlog::info("drain deadline reached: ending {} open stream(s)", open);
+      gateway->end_all_sessions();
     }
     drain.expires_after(std::chrono::milliseconds(50));
     drain.async_wait([&](boost::system::error_code) { wait_drained(); });
   };
   signals.async_wait([&](boost::system::error_code ec, int sig) {
     if (ec) return;
-    spdlog::info("signal {}: draining {} open stream(s)", sig, gateway->registry().size());
-    deadline = std::chrono::steady_clock::now() +
-               std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(o.drain_seconds));
+    auto now = std::chrono::steady_clock::now();
+    end_at = now + to_steady(drain_timeout);
+    give_up_at = end_at + to_steady(close_grace + close_timeout * 2);
+    spdlog::info("signal {}: draining {} open stream(s) for up to {:.0f} s", sig, gateway->registry().size(),
+                 drain_timeout.count());
     gateway->stop_accepting();
-    gateway->end_all_sessions();
+    // A second signal ends the streams at once.
+    signals.async_wait([&](boost::system::error_code ec2, int) {
+      if (!ec2) end_at = std::chrono::steady_clock::now();
+    });
     wait_drained();
   });
 
@@ -167,8 +233,8 @@ void register_serve_command(CLI::App& app, int& exit_code) {
                   "Where to write a generated admin token when none is configured")
       ->capture_default_str();
   cmd->add_option("--drain-seconds", o->drain_seconds,
-                  "On SIGTERM/SIGINT, how long open streams may take to finish")
-      ->capture_default_str()
+                  "On SIGTERM/SIGINT, how long open streams may run on before they are ended (default: "
+                  "drain_timeout from the file, 30)")
       ->check(CLI::NonNegativeNumber);
   cmd->footer(
       "Environment: DEEPGRAM_API_KEY (upstream key, virtual-key mode), SLUICE_ADMIN_TOKEN (admin bearer token), "

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <fstream>
@@ -124,7 +125,8 @@ Config parse_config(const std::string& yaml_text) {
   }
   Config c;
   if (!root || root.IsNull()) return c;
-  check_keys(root, "", {"listen", "tls", "admin", "upstream", "client", "tenants", "relay", "log", "threads"});
+  check_keys(root, "", {"listen", "tls", "admin", "upstream", "client", "tenants", "pools", "relay", "log", "threads", "drain_timeout"});
+  if (auto n = root["drain_timeout"]) c.drain_timeout = as_duration(n, "drain_timeout");
   if (auto n = root["listen"]) c.listen = as_string(n, "listen");
   if (auto n = root["threads"]) c.threads = static_cast<int>(as_int(n, "threads", 1, 256));
   if (auto tls = root["tls"]; tls && !tls.IsNull()) {
@@ -138,7 +140,15 @@ Config parse_config(const std::string& yaml_text) {
     if (auto n = admin["token"]) c.admin.token = as_string(n, "admin.token");
   }
   if (auto up = root["upstream"]; up && !up.IsNull()) {
-    check_keys(up, "upstream", {"url", "agent_url", "api_key", "connect_timeout", "ca_file", "verify_tls"});
+    check_keys(up, "upstream", {"url", "agent_url", "api_key", "connect_timeout", "ca_file", "verify_tls", "retry_429"});
+    if (auto r = up["retry_429"]; r && !r.IsNull()) {
+      check_keys(r, "upstream.retry_429", {"initial_backoff", "max_backoff", "deadline", "recovery_interval"});
+      auto& rc = c.upstream.retry_429;
+      if (auto n = r["initial_backoff"]) rc.initial_backoff = as_duration(n, "upstream.retry_429.initial_backoff");
+      if (auto n = r["max_backoff"]) rc.max_backoff = as_duration(n, "upstream.retry_429.max_backoff");
+      if (auto n = r["deadline"]) rc.deadline = as_duration(n, "upstream.retry_429.deadline");
+      if (auto n = r["recovery_interval"]) rc.recovery_interval = as_duration(n, "upstream.retry_429.recovery_interval");
+    }
     if (auto n = up["url"]) c.upstream.url = as_string(n, "upstream.url");
     if (auto n = up["agent_url"]) c.upstream.agent_url = as_string(n, "upstream.agent_url");
     if (auto n = up["api_key"]) c.upstream.api_key = as_string(n, "upstream.api_key");
@@ -157,24 +167,68 @@ Config parse_config(const std::string& yaml_text) {
     for (std::size_t i = 0; i < tenants.size(); ++i) {
       auto prefix = "tenants[" + std::to_string(i) + "]";
       const auto& t = tenants[i];
-      check_keys(t, prefix, {"name", "keys"});
+      check_keys(t, prefix, {"name", "keys", "priority", "quotas"});
       Tenant tenant;
       if (!t["name"]) throw ConfigError(prefix + ".name", "required");
       tenant.name = as_string(t["name"], prefix + ".name");
+      if (auto n = t["priority"]) tenant.priority = static_cast<int>(as_int(n, prefix + ".priority", -1000, 1000));
       auto keys = t["keys"];
-      if (!keys || !keys.IsSequence() || keys.size() == 0)
-        throw ConfigError(prefix + ".keys", "expected a non-empty list of key hashes (sha256:<64 hex>; see `sluice hash-key`)");
-      for (std::size_t k = 0; k < keys.size(); ++k) {
-        auto kkey = prefix + ".keys[" + std::to_string(k) + "]";
-        auto h = as_string(keys[k], kkey);
-        bool ok = h.size() == 71 && h.starts_with("sha256:") &&
-                  h.find_first_not_of("0123456789abcdef", 7) == std::string::npos;
-        if (!ok)
-          throw ConfigError(kkey, "expected sha256:<64 lowercase hex digits> (plain keys are not stored; "
-                                  "run `sluice hash-key KEY`)");
-        tenant.key_hashes.push_back(h);
+      if (keys && !keys.IsNull()) {
+        if (!keys.IsSequence())
+          throw ConfigError(prefix + ".keys", "expected a list of key hashes (sha256:<64 hex>; see `sluice hash-key`)");
+        for (std::size_t k = 0; k < keys.size(); ++k) {
+          auto kkey = prefix + ".keys[" + std::to_string(k) + "]";
+          auto h = as_string(keys[k], kkey);
+          bool ok = h.size() == 71 && h.starts_with("sha256:") &&
+                    h.find_first_not_of("0123456789abcdef", 7) == std::string::npos;
+          if (!ok)
+            throw ConfigError(kkey, "expected sha256:<64 lowercase hex digits> (plain keys are not stored; "
+                                    "run `sluice hash-key KEY`)");
+          tenant.key_hashes.push_back(h);
+        }
+      }
+      if (auto quotas = t["quotas"]; quotas && !quotas.IsNull()) {
+        if (!quotas.IsMap()) throw ConfigError(prefix + ".quotas", "expected a mapping of pool name to {max, reserved}");
+        for (const auto& kv : quotas) {
+          auto pool = kv.first.as<std::string>();
+          auto qkey = prefix + ".quotas." + pool;
+          check_keys(kv.second, qkey, {"max", "reserved"});
+          TenantQuota q;
+          if (auto n = kv.second["max"]) q.max = static_cast<int>(as_int(n, qkey + ".max", 0, 1000000));
+          if (auto n = kv.second["reserved"]) q.reserved = static_cast<int>(as_int(n, qkey + ".reserved", 0, 1000000));
+          tenant.quotas[pool] = q;
+        }
       }
       c.tenants.push_back(std::move(tenant));
+    }
+  }
+  if (auto pools = root["pools"]; pools && !pools.IsNull()) {
+    if (!pools.IsSequence()) throw ConfigError("pools", "expected a list of pools");
+    for (std::size_t i = 0; i < pools.size(); ++i) {
+      auto prefix = "pools[" + std::to_string(i) + "]";
+      const auto& p = pools[i];
+      check_keys(p, prefix, {"name", "match", "limit", "queue_timeout", "max_queue", "idle_close_after",
+                             "liveness_timeout", "max_duration"});
+      PoolConfig pc;
+      if (!p["name"]) throw ConfigError(prefix + ".name", "required");
+      pc.name = as_string(p["name"], prefix + ".name");
+      if (auto m = p["match"]; m && !m.IsNull()) {
+        check_keys(m, prefix + ".match", {"path", "params"});
+        if (auto n = m["path"]) pc.match.path = as_string(n, prefix + ".match.path");
+        if (auto ps = m["params"]; ps && !ps.IsNull()) {
+          if (!ps.IsMap()) throw ConfigError(prefix + ".match.params", "expected a mapping of parameter to value");
+          for (const auto& kv : ps)
+            pc.match.params[kv.first.as<std::string>()] =
+                as_string(kv.second, prefix + ".match.params." + kv.first.as<std::string>());
+        }
+      }
+      if (auto n = p["limit"]) pc.limit = static_cast<int>(as_int(n, prefix + ".limit", 1, 1000000));
+      if (auto n = p["queue_timeout"]) pc.queue_timeout = as_duration(n, prefix + ".queue_timeout");
+      if (auto n = p["max_queue"]) pc.max_queue = static_cast<int>(as_int(n, prefix + ".max_queue", 0, 1000000));
+      if (auto n = p["idle_close_after"]) pc.idle_close_after = as_duration(n, prefix + ".idle_close_after");
+      if (auto n = p["liveness_timeout"]) pc.liveness_timeout = as_duration(n, prefix + ".liveness_timeout");
+      if (auto n = p["max_duration"]) pc.max_duration = as_duration(n, prefix + ".max_duration");
+      c.pools.push_back(std::move(pc));
     }
   }
   if (auto relay = root["relay"]; relay && !relay.IsNull()) {
@@ -226,6 +280,18 @@ void apply_environment(Config& c, const char* (*getenv)(const char*)) {
   }
 }
 
+std::vector<PoolConfig> default_pools() {
+  auto pool = [](std::string name, std::string path, int limit) {
+    PoolConfig p;
+    p.name = std::move(name);
+    p.match.path = std::move(path);
+    p.limit = limit;
+    return p;
+  };
+  return {pool("flux", "/v2/listen", 50), pool("streaming", "/v1/listen", 50), pool("tts", "/v1/speak", 15),
+          pool("agent", "/v1/agent/converse", 15)};
+}
+
 void validate(const Config& c) {
   check_endpoint("listen", c.listen);
   check_endpoint("admin.listen", c.admin.listen);
@@ -243,6 +309,20 @@ void validate(const Config& c) {
   static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "critical", "off"};
   if (!levels.count(c.log.level))
     throw ConfigError("log.level", "expected one of trace, debug, info, warn, error; got '" + c.log.level + "'");
+  std::set<std::string> pool_names;
+  for (std::size_t i = 0; i < c.pools.size(); ++i) {
+    const auto& p = c.pools[i];
+    auto prefix = "pools[" + std::to_string(i) + "]";
+    if (p.name.empty()) throw ConfigError(prefix + ".name", "must not be empty");
+    if (!pool_names.insert(p.name).second) throw ConfigError(prefix + ".name", "duplicate pool '" + p.name + "'");
+    if (p.limit < 1) throw ConfigError(prefix + ".limit", "must be at least 1");
+    if (p.queue_timeout < Seconds(0)) throw ConfigError(prefix + ".queue_timeout", "must not be negative");
+    if (p.liveness_timeout <= Seconds(0)) throw ConfigError(prefix + ".liveness_timeout", "must be positive");
+    if (!p.match.path.empty() && !p.match.path.starts_with("/"))
+      throw ConfigError(prefix + ".match.path", "expected a path such as /v1/listen");
+  }
+  const auto pools = c.pools.empty() ? default_pools() : c.pools;
+  std::map<std::string, int> reserved_sum;
   std::set<std::string> names, hashes;
   for (std::size_t i = 0; i < c.tenants.size(); ++i) {
     const auto& t = c.tenants[i];
@@ -252,6 +332,16 @@ void validate(const Config& c) {
     for (const auto& h : t.key_hashes)
       if (!hashes.insert(h).second)
         throw ConfigError(prefix + ".keys", "a key hash is listed twice (keys must map to one tenant)");
+    for (const auto& [pool, q] : t.quotas) {
+      auto qkey = prefix + ".quotas." + pool;
+      auto it = std::find_if(pools.begin(), pools.end(), [&](const PoolConfig& p) { return p.name == pool; });
+      if (it == pools.end()) throw ConfigError(qkey, "no pool named '" + pool + "'");
+      if (q.max > 0 && q.reserved > q.max) throw ConfigError(qkey + ".reserved", "must not exceed max");
+      reserved_sum[pool] += q.reserved;
+      if (reserved_sum[pool] > it->limit)
+        throw ConfigError(qkey + ".reserved", "reservations in pool '" + pool + "' add up to more than its limit (" +
+                                                  std::to_string(it->limit) + ")");
+    }
   }
 }
 

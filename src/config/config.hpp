@@ -4,6 +4,7 @@
 // overrides applied by the caller. A bad value is reported with its key.
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -35,6 +36,14 @@ struct AdminConfig {
   std::string token;  // bearer token for /api/v1 (SLUICE_ADMIN_TOKEN)
 };
 
+// What to do when the upstream answers 429 although the pool had room.
+struct Retry429Config {
+  Seconds initial_backoff{0.1};
+  Seconds max_backoff{2};
+  Seconds deadline{5};  // give up and pass the 429 on after this
+  Seconds recovery_interval{30};  // raise a lowered limit by one after this without a 429
+};
+
 struct UpstreamConfig {
   // Unset means "not configured": with no DEEPGRAM_API_KEY either, `serve`
   // starts the bundled simulator as the upstream.
@@ -44,6 +53,7 @@ struct UpstreamConfig {
   Seconds connect_timeout{10};           // resolve + connect + TLS + WebSocket handshake
   std::string ca_file;                   // extra CA bundle (PEM) besides the system store
   bool verify_tls = true;
+  Retry429Config retry_429;
 
   std::string effective_url() const { return url.value_or("wss://api.deepgram.com"); }
   std::string effective_agent_url() const {
@@ -56,9 +66,36 @@ struct ClientConfig {
   std::uint32_t header_limit = 16 * 1024;
 };
 
+// A tenant's share of one pool.
+struct TenantQuota {
+  int max = 0;       // concurrent streams at most; 0 = no cap
+  int reserved = 0;  // streams kept free for this tenant that others cannot take
+};
+
 struct Tenant {
   std::string name;
   std::vector<std::string> key_hashes;  // "sha256:<hex>"
+  int priority = 0;                     // higher is admitted first from a queue
+  std::map<std::string, TenantQuota> quotas;  // by pool name
+};
+
+// Which streams a pool holds: all conditions must match (path exactly; each
+// parameter exactly, or by prefix when the pattern ends with '*').
+struct PoolMatch {
+  std::string path;  // empty: any
+  std::map<std::string, std::string> params;
+};
+
+struct PoolConfig {
+  std::string name;
+  PoolMatch match;
+  int limit = 50;                // the vendor's concurrency limit for this family
+  Seconds queue_timeout{5};      // how long a handshake may wait for room
+  int max_queue = 100;           // waiting handshakes beyond this are refused at once
+  // Hygiene: 0 disables each.
+  Seconds idle_close_after{0};   // close a stream without client audio this long
+  Seconds liveness_timeout{30};  // a client that neither answers pings nor reads is dead
+  Seconds max_duration{0};       // close a stream this old
 };
 
 struct RelayConfig {
@@ -79,12 +116,18 @@ struct Config {
   AdminConfig admin;
   UpstreamConfig upstream;
   ClientConfig client;
-  std::vector<Tenant> tenants;  // empty: pass-through mode
+  std::vector<Tenant> tenants;  // no keys anywhere: pass-through mode
+  std::vector<PoolConfig> pools;  // ordered; first match wins. Defaults when unset.
+  Seconds drain_timeout{30};      // SIGTERM: how long streams may run on before being ended
   RelayConfig relay;
   LogConfig log;
   int threads = 1;
 
-  bool pass_through() const { return tenants.empty(); }
+  bool pass_through() const {
+    for (const auto& t : tenants)
+      if (!t.key_hashes.empty()) return false;
+    return true;
+  }
 };
 
 // Parses YAML text. Unknown keys, wrong types and bad values throw ConfigError.
@@ -94,6 +137,10 @@ Config load_config_file(const std::string& path);
 // Applies DEEPGRAM_API_KEY, SLUICE_ADMIN_TOKEN and the SLUICE_* overrides
 // listed in docs/operations.md, reading through `getenv`.
 void apply_environment(Config& config, const char* (*getenv)(const char*));
+
+// The default pools, one per Deepgram service family (limits from Deepgram's
+// published pay-as-you-go figures; set yours).
+std::vector<PoolConfig> default_pools();
 
 // Checks cross-field rules (e.g. TLS cert without key). Throws ConfigError.
 void validate(const Config& config);

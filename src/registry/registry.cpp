@@ -4,6 +4,7 @@ namespace sluice::registry {
 
 std::string_view state_name(SessionState s) {
   switch (s) {
+    case SessionState::queued: return "queued";
     case SessionState::connecting: return "connecting";
     case SessionState::open: return "open";
     case SessionState::closing: return "closing";
@@ -92,6 +93,12 @@ double Registry::idle_seconds(const SessionEntry& e, std::int64_t now) {
   return static_cast<double>(now - since) / 1e9;
 }
 
+bool Registry::keep_alive_only(const SessionEntry& e, std::int64_t now) const {
+  const auto& c = e.counters();
+  return c.last_keep_alive_ns.load(std::memory_order_relaxed) > c.last_audio_ns.load(std::memory_order_relaxed) &&
+         idle_seconds(e, now) * 1e9 >= static_cast<double>(idle_after_ns_.load(std::memory_order_relaxed));
+}
+
 std::string_view Registry::display_state(const SessionEntry& e, std::int64_t now) const {
   auto s = e.state();
   if (s == SessionState::open &&
@@ -111,9 +118,10 @@ std::vector<std::shared_ptr<SessionEntry>> Registry::list(const SessionFilter& f
   std::vector<std::shared_ptr<SessionEntry>> out;
   for (auto& e : all) {
     if (f.tenant && e->info().tenant != *f.tenant) continue;
+    if (f.pool && e->info().pool != *f.pool) continue;
     if (f.path && protocol::endpoint_path(e->info().endpoint) != *f.path) continue;
     if (f.state && display_state(*e, now) != *f.state) continue;
-    if (f.idle_for && (e->state() == SessionState::connecting || idle_seconds(*e, now) < *f.idle_for)) continue;
+    if (f.idle_for && (e->state() == SessionState::queued || e->state() == SessionState::connecting || idle_seconds(*e, now) < *f.idle_for)) continue;
     out.push_back(std::move(e));
   }
   return out;

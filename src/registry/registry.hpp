@@ -24,13 +24,14 @@ namespace sluice::registry {
 using Clock = std::chrono::system_clock;
 using SessionId = std::uint64_t;
 
-enum class SessionState : int { connecting, open, closing };
-std::string_view state_name(SessionState s);  // "connecting", "open", "closing"
+enum class SessionState : int { queued, connecting, open, closing };
+std::string_view state_name(SessionState s);  // "queued", "connecting", "open", "closing"
 
 // What identifies and classifies a stream; fixed once the request is read.
 struct SessionInfo {
   SessionId id = 0;
   std::string tenant;
+  std::string pool;
   protocol::Endpoint endpoint = protocol::Endpoint::listen_v1;
   std::string model;
   // Classifying query parameters (a fixed allow-list: never secrets or URLs).
@@ -49,7 +50,8 @@ struct SessionCounters {
   std::atomic<std::uint64_t> keep_alive{0}, finalize{0}, close_stream{0};
   // Nanoseconds since the epoch (system clock); 0 = never.
   std::atomic<std::int64_t> upstream_open_ns{0}, last_audio_ns{0}, last_text_ns{0}, last_upstream_ns{0};
-  std::atomic<int> state{static_cast<int>(SessionState::connecting)};
+  std::atomic<std::int64_t> last_keep_alive_ns{0};
+  std::atomic<int> state{static_cast<int>(SessionState::queued)};
 };
 
 std::int64_t now_ns();
@@ -111,7 +113,8 @@ class Registration {
 struct SessionFilter {
   std::optional<std::string> tenant;
   std::optional<std::string> path;
-  std::optional<std::string> state;       // connecting, open, idle, closing
+  std::optional<std::string> pool;
+  std::optional<std::string> state;       // queued, connecting, open, idle, closing
   std::optional<double> idle_for;         // seconds without client audio, at least
 };
 
@@ -127,6 +130,9 @@ class Registry {
   std::vector<std::shared_ptr<SessionEntry>> list(const SessionFilter& filter = {}) const;
   std::size_t size() const;
 
+  // True when the stream has had no audio for idle_after and has been kept
+  // open by KeepAlive messages since its last audio.
+  bool keep_alive_only(const SessionEntry& e, std::int64_t now) const;
   // "idle" when open and without client audio for idle_after (or since open).
   std::string_view display_state(const SessionEntry& e, std::int64_t now) const;
   // Seconds since the last client audio (or since the upstream opened).

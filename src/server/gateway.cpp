@@ -3,58 +3,74 @@
 #include <spdlog/spdlog.h>
 
 #include "admin/admin_server.hpp"
+#include "admission/controller.hpp"
+#include "events/event_log.hpp"
 #include "net/listener.hpp"
+#include "registry/registry.hpp"
 #include "session/session.hpp"
 
 namespace sluice::server {
 namespace {
 
-std::unique_ptr<boost::asio::ssl::context> make_client_tls(const config::TlsConfig& tls) {
+namespace ssl = boost::asio::ssl;
+
+std::unique_ptr<ssl::context> make_client_tls(const config::TlsConfig& tls) {
   if (!tls.enabled()) return nullptr;
-  auto ctx = std::make_unique<boost::asio::ssl::context>(boost::asio::ssl::context::tls_server);
-  ctx->set_options(boost::asio::ssl::context::default_workarounds | boost::asio::ssl::context::no_sslv2 |
-                   boost::asio::ssl::context::no_sslv3 | boost::asio::ssl::context::no_tlsv1 |
-                   boost::asio::ssl::context::no_tlsv1_1);
+  auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                   ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
   boost::system::error_code ec;
   ctx->use_certificate_chain_file(tls.cert_file, ec);
   if (ec) throw config::ConfigError("tls.cert", "cannot load '" + tls.cert_file + "': " + ec.message());
-  ctx->use_private_key_file(tls.key_file, boost::asio::ssl::context::pem, ec);
+  ctx->use_private_key_file(tls.key_file, ssl::context::pem, ec);
   if (ec) throw config::ConfigError("tls.key", "cannot load '" + tls.key_file + "': " + ec.message());
   return ctx;
 }
 
+std::unique_ptr<ssl::context> make_upstream_tls(const config::UpstreamConfig& up) {
+  auto ctx = std::make_unique<ssl::context>(ssl::context::tls_client);
+  if (!up.verify_tls) {
+    ctx->set_verify_mode(ssl::verify_none);
+    return ctx;
+  }
+  ctx->set_default_verify_paths();
+  ctx->set_verify_mode(ssl::verify_peer);
+  if (!up.ca_file.empty()) {
+    boost::system::error_code ec;
+    ctx->load_verify_file(up.ca_file, ec);
+    if (ec) throw config::ConfigError("upstream.ca_file", "cannot load '" + up.ca_file + "': " + ec.message());
+  }
+  return ctx;
+}
+
+config::Config normalized(config::Config c) {
+  config::validate(c);
+  if (c.pools.empty()) c.pools = config::default_pools();
+  return c;
+}
+
 }  // namespace
 
-Gateway::Gateway(boost::asio::io_context& ioc, config::Config config)
-    : ioc_(ioc),
-      upstream_tls_(boost::asio::ssl::context::tls_client),
-      client_tls_(make_client_tls(config.tls)),
-      registry_(config.relay.idle_after) {
-  config::validate(config);
-  if (config.upstream.verify_tls) {
-    upstream_tls_.set_default_verify_paths();
-    upstream_tls_.set_verify_mode(boost::asio::ssl::verify_peer);
-    if (!config.upstream.ca_file.empty()) {
-      boost::system::error_code ec;
-      upstream_tls_.load_verify_file(config.upstream.ca_file, ec);
-      if (ec)
-        throw config::ConfigError("upstream.ca_file", "cannot load '" + config.upstream.ca_file + "': " + ec.message());
-    }
-  } else {
-    upstream_tls_.set_verify_mode(boost::asio::ssl::verify_none);
-  }
+Gateway::Gateway(boost::asio::io_context& ioc, config::Config raw) : ioc_(ioc), recovery_timer_(ioc) {
+  auto config = normalized(std::move(raw));
+  services_ = std::make_shared<session::SessionServices>();
+  services_->registry = std::make_shared<registry::Registry>(config.relay.idle_after);
+  services_->admission =
+      std::make_shared<admission::Controller>(config.pools, config.tenants, config.upstream.retry_429);
+  services_->events = std::make_shared<events::EventLog>();
+  services_->upstream_tls = make_upstream_tls(config.upstream);
+  services_->client_tls = make_client_tls(config.tls);
   auto listen = net::parse_endpoint(config.listen);
   auto admin_listen = net::parse_endpoint(config.admin.listen);
   auto admin_token = config.admin.token;
-  auto policy = std::make_shared<const session::SessionPolicy>(std::move(config));
-  services_ = std::unique_ptr<session::SessionServices>(
-      new session::SessionServices{registry_, upstream_tls_, client_tls_.get(), {}});
-  services_->policy.store(policy);
+  services_->policy.store(std::make_shared<const session::SessionPolicy>(std::move(config)));
+  auto services = services_;
   listener_ = std::make_unique<net::Listener>(
-      ioc_, listen, [this](boost::asio::ip::tcp::socket s) { return session::run_connection(std::move(s), *services_); },
+      ioc_, listen, [services](boost::asio::ip::tcp::socket s) { return session::run_connection(std::move(s), services); },
       "gateway");
-  admin_ = std::make_unique<admin::AdminServer>(ioc_, admin_listen,
-                                                admin::AdminDeps{registry_, std::move(admin_token), ready_});
+  admin_ = std::make_unique<admin::AdminServer>(
+      ioc_, admin_listen, admin::AdminDeps{services_->registry, services_->admission, services_->events,
+                                           std::move(admin_token), ready_});
 }
 
 Gateway::~Gateway() = default;
@@ -63,23 +79,60 @@ void Gateway::start() {
   listener_->start();
   admin_->start();
   ready_ = true;
+  schedule_recovery();
+  boost::json::object ev;
+  ev["listen"] = net::to_string(endpoint());
+  services_->events->record("start", std::move(ev));
+}
+
+void Gateway::schedule_recovery() {
+  recovery_timer_.expires_after(std::chrono::seconds(1));
+  recovery_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec || stopped_) return;
+    services_->admission->recover(std::chrono::steady_clock::now());
+    schedule_recovery();
+  });
+}
+
+void Gateway::reload(config::Config raw) {
+  auto config = normalized(std::move(raw));
+  auto old = services_->policy.load();
+  if (config.listen != old->config.listen || config.admin.listen != old->config.admin.listen)
+    spdlog::warn("reload: listener addresses change only on restart");
+  if (config.tls.cert_file != old->config.tls.cert_file || config.tls.key_file != old->config.tls.key_file)
+    spdlog::warn("reload: TLS files change only on restart");
+  // Build everything first, so a failure leaves the running configuration.
+  auto policy = std::make_shared<const session::SessionPolicy>(config);
+  services_->admission->reconfigure(config.pools, config.tenants, config.upstream.retry_429);
+  services_->registry->set_idle_after(config.relay.idle_after);
+  services_->policy.store(policy);
+  boost::json::object ev;
+  ev["pools"] = static_cast<std::uint64_t>(config.pools.size());
+  ev["tenants"] = static_cast<std::uint64_t>(config.tenants.size());
+  services_->events->record("config_reload", std::move(ev));
 }
 
 void Gateway::stop_accepting() {
   ready_ = false;
   listener_->stop();
+  services_->admission->close();
 }
 
 void Gateway::end_all_sessions() {
-  for (auto& e : registry_.list()) e->request_end();
+  for (auto& e : services_->registry->list()) e->request_end();
 }
 
 void Gateway::stop() {
   stop_accepting();
+  stopped_ = true;
+  recovery_timer_.cancel();
   admin_->stop();
 }
 
 boost::asio::ip::tcp::endpoint Gateway::endpoint() const { return listener_->local_endpoint(); }
 boost::asio::ip::tcp::endpoint Gateway::admin_endpoint() const { return admin_->endpoint(); }
+registry::Registry& Gateway::registry() { return *services_->registry; }
+admission::Controller& Gateway::admission() { return *services_->admission; }
+events::EventLog& Gateway::events() { return *services_->events; }
 
 }  // namespace sluice::server

@@ -1,16 +1,17 @@
 #pragma once
-// Wires one gateway instance: TLS contexts, the session policy, the live
-// registry, the client listener and the admin listener. It owns these and
-// nothing else; sessions own themselves. Runs on the io_context it is given.
+// Wires one gateway instance: TLS contexts, the session policy, admission, the
+// event log, the live registry, the client listener and the admin listener.
+// It owns these and nothing else; sessions own themselves. Runs on the
+// io_context it is given; call its methods from that context's thread (or
+// before it runs).
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
 #include <memory>
 
 #include "config/config.hpp"
-#include "registry/registry.hpp"
 
 namespace sluice::net {
 class Listener;
@@ -20,6 +21,15 @@ class AdminServer;
 }
 namespace sluice::session {
 struct SessionServices;
+}
+namespace sluice::registry {
+class Registry;
+}
+namespace sluice::admission {
+class Controller;
+}
+namespace sluice::events {
+class EventLog;
 }
 
 namespace sluice::server {
@@ -32,7 +42,12 @@ class Gateway {
   ~Gateway();
 
   void start();
-  // Stops accepting; readyz turns false. Open streams go on.
+  // Applies a new configuration (keys, tenants, pools, limits, upstream,
+  // relay settings) to new streams; open streams go on untouched. Listener
+  // addresses and TLS files need a restart. Throws ConfigError, leaving the
+  // running configuration as it was.
+  void reload(config::Config config);
+  // Stops accepting; readyz turns false; queued handshakes are refused.
   void stop_accepting();
   // Asks every open stream to end gracefully (endpoint close message first).
   void end_all_sessions();
@@ -41,18 +56,21 @@ class Gateway {
 
   boost::asio::ip::tcp::endpoint endpoint() const;
   boost::asio::ip::tcp::endpoint admin_endpoint() const;
-  registry::Registry& registry() { return registry_; }
+  registry::Registry& registry();
+  admission::Controller& admission();
+  events::EventLog& events();
   bool ready() const { return ready_.load(); }
 
  private:
+  void schedule_recovery();
+
   boost::asio::io_context& ioc_;
-  boost::asio::ssl::context upstream_tls_;
-  std::unique_ptr<boost::asio::ssl::context> client_tls_;
-  registry::Registry registry_;
-  std::unique_ptr<session::SessionServices> services_;
+  std::shared_ptr<session::SessionServices> services_;
   std::unique_ptr<net::Listener> listener_;
   std::unique_ptr<admin::AdminServer> admin_;
+  boost::asio::steady_timer recovery_timer_;
   std::atomic<bool> ready_{false};
+  std::atomic<bool> stopped_{false};
 };
 
 }  // namespace sluice::server

@@ -15,12 +15,18 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 #include <boost/beast/websocket/stream.hpp>
+#include <boost/json/array.hpp>
+#include <boost/json/serialize.hpp>
 #include <boost/url/parse.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <array>
 #include <charconv>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <sys/socket.h>
 
 #include "protocol/audio.hpp"
 #include "protocol/credential.hpp"
@@ -132,13 +138,16 @@ struct Route {
 template <class ClientWs, class UpstreamWs>
 class Relay {
  public:
-  Relay(ClientWs& client, UpstreamWs& upstream, registry::SessionEntry& entry,
-        const config::RelayConfig& cfg)
+  Relay(ClientWs& client, UpstreamWs& upstream, registry::SessionEntry& entry, const config::RelayConfig& cfg,
+        const config::PoolConfig& pool, events::EventLog& events, const registry::Registry& registry)
       : client_(client),
         upstream_(upstream),
         entry_(entry),
         counters_(entry.counters()),
         cfg_(cfg),
+        pool_(pool),
+        events_(events),
+        registry_(registry),
         client_gate_(client.get_executor()),
         upstream_gate_(client.get_executor()),
         control_(std::make_shared<Control>(client.get_executor())) {}
@@ -157,6 +166,9 @@ class Relay {
     co_await (client_to_upstream() && upstream_to_client() && control());
     entry_.set_end_handler(nullptr);
   }
+
+  // Called once, as soon as the upstream leg is closed (its lease returns).
+  void on_upstream_gone(std::function<void()> fn) { upstream_gone_ = std::move(fn); }
 
   // How the stream ended, for the summary line.
   std::string closed_by = "unknown";
@@ -235,6 +247,7 @@ class Relay {
         break;
       }
       if (r.ec) {
+        if (r.ec == beast::error::timeout) reap("half_open", "no pong from the client within the liveness timeout");
         if (closed_by == "unknown") {
           closed_by = "client";
           close_reason = "connection lost: " + r.ec.message();
@@ -257,6 +270,7 @@ class Relay {
         switch (protocol::classify(protocol::sniff_type({data, size}))) {
           case protocol::MessageType::keep_alive:
             counters_.keep_alive.fetch_add(1, std::memory_order_relaxed);
+            counters_.last_keep_alive_ns.store(now, std::memory_order_relaxed);
             break;
           case protocol::MessageType::finalize:
             counters_.finalize.fetch_add(1, std::memory_order_relaxed);
@@ -330,8 +344,10 @@ class Relay {
       boost::system::error_code wec;
       if (!client_close_sent_) {
         client_.text(text);
+        client_write_since_ns_ = now;
         auto [ec, n] = co_await client_.async_write(buf.data(), use_tuple);
         (void)n;
+        client_write_since_ns_ = 0;
         wec = ec;
       }
       client_gate_.release();
@@ -344,25 +360,77 @@ class Relay {
         break;
       }
     }
+    // The upstream leg is closed (or failed): its socket goes now, and with it the lease.
+    boost::system::error_code ignored;
+    beast::get_lowest_layer(upstream_).socket().close(ignored);
+    if (upstream_gone_) std::exchange(upstream_gone_, nullptr)();
     pump_done();
+  }
+
+  // Records a reap (hygiene) once.
+  void reap(std::string_view reason, std::string_view detail) {
+    if (!reap_reason_.empty()) return;
+    reap_reason_ = std::string(reason);
+    auto now = registry::now_ns();
+    boost::json::object ev;
+    ev["session_id"] = entry_.info().id;
+    ev["tenant"] = entry_.info().tenant;
+    ev["pool"] = entry_.info().pool;
+    ev["request_id"] = entry_.request_id();
+    ev["reason"] = reason;
+    ev["detail"] = detail;
+    ev["age_seconds"] = static_cast<double>(now - std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                      entry_.info().accepted.time_since_epoch()).count()) / 1e9;
+    ev["idle_seconds"] = registry::Registry::idle_seconds(entry_, now);
+    ev["keep_alive_only"] = registry_.keep_alive_only(entry_, now);
+    events_.record("reap", std::move(ev));
+    spdlog::info("[S{}] reaped ({}): {}", entry_.info().id, reason, detail);
   }
 
   void pump_done() {
     if (++pumps_done_ == 2) control_->timer.cancel();
   }
 
-  // Waits for an operator's request to end the stream: sends the endpoint's
-  // close message upstream so the final results reach the client, then, if the
-  // stream is still open after the grace period, closes both legs.
+
+  // Ends the stream when asked (an operator's DELETE, a drain) or when the
+  // pool's hygiene policy says so: sends the endpoint's close message upstream
+  // so the final results reach the client, then, if the stream is still open
+  // after the grace period, closes both legs. A client that stopped reading
+  // is cut at once.
   asio::awaitable<void> control() {
+    using std::chrono::duration;
     bool ending = false;
+    std::int64_t ending_since = 0;
+    const auto grace_ns = static_cast<std::int64_t>(cfg_.close_grace.count() * 1e9);
     while (pumps_done_ < 2) {
-      if (ending) control_->timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg_.close_grace));
-      else control_->timer.expires_at(asio::steady_timer::time_point::max());
-      auto [ec] = co_await control_->timer.async_wait(use_tuple);
+      control_->timer.expires_after(std::chrono::seconds(1));
+      co_await control_->timer.async_wait(use_tuple);
       if (pumps_done_ == 2) break;
-      if (control_->end_requested && !ending) {
+      auto now = registry::now_ns();
+      if (!ending) {
+        auto age = static_cast<double>(now - std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                 entry_.info().accepted.time_since_epoch()).count()) / 1e9;
+        auto idle = registry::Registry::idle_seconds(entry_, now);
+        if (client_write_since_ns_ && static_cast<double>(now - client_write_since_ns_) / 1e9 >= pool_.liveness_timeout.count()) {
+          // The client stopped reading: nothing can be delivered to it.
+          reap("half_open", "the client read nothing within the liveness timeout");
+          note_close("gateway", websocket::close_reason(websocket::close_code::policy_error, "client stopped reading"));
+          beast::get_lowest_layer(client_).close();
+          co_await close_upstream(websocket::close_reason(websocket::close_code::going_away, "client stopped reading"));
+          continue;
+        }
+        bool end = control_->end_requested;
+        if (!end && pool_.idle_close_after.count() > 0 && idle >= pool_.idle_close_after.count()) {
+          reap("idle", fmt::format("no audio for {:.0f} s", idle));
+          end = true;
+        }
+        if (!end && pool_.max_duration.count() > 0 && age >= pool_.max_duration.count()) {
+          reap("max_duration", fmt::format("open for {:.0f} s", age));
+          end = true;
+        }
+        if (!end) continue;
         ending = true;
+        ending_since = now;
         entry_.set_state(registry::SessionState::closing);
         auto msg = protocol::close_message(entry_.info().endpoint);
         if (!msg.empty() && !upstream_close_sent_) {
@@ -373,21 +441,21 @@ class Relay {
           }
           upstream_gate_.release();
         }
-        if (msg.empty()) control_->timer.expires_after(std::chrono::seconds(0));
+        if (!msg.empty()) continue;
+      } else if (now - ending_since < grace_ns) {
         continue;
       }
-      if (ending && !ec) {
-        // Grace is over: close both legs. A leg whose writer is stuck behind a
-        // reader that stopped reading is cut at the socket.
-        websocket::close_reason cr(websocket::close_code::normal, "sluice: session ended by operator");
-        note_close("gateway", cr);
-        if (client_gate_.busy()) beast::get_lowest_layer(client_).close();
-        else co_await close_client(cr);
-        if (upstream_gate_.busy()) beast::get_lowest_layer(upstream_).close();
-        else co_await close_upstream(cr);
-        ending = false;  // wait for the pumps to finish
-        control_->end_requested = false;
-      }
+      // Grace is over (or there is no close message): close both legs. A leg
+      // whose writer is stuck behind a reader that stopped reading is cut at
+      // the socket.
+      std::string why = reap_reason_.empty() ? "session ended by operator" : "session reaped: " + reap_reason_;
+      websocket::close_reason cr(websocket::close_code::normal, "sluice: " + why);
+      note_close("gateway", cr);
+      if (client_gate_.busy()) beast::get_lowest_layer(client_).close();
+      else co_await close_client(cr);
+      if (upstream_gate_.busy()) beast::get_lowest_layer(upstream_).close();
+      else co_await close_upstream(cr);
+      ending_since = std::numeric_limits<std::int64_t>::max() / 2;  // closed: wait for the pumps
     }
   }
 
@@ -399,6 +467,12 @@ class Relay {
   registry::SessionEntry& entry_;
   registry::SessionCounters& counters_;
   const config::RelayConfig& cfg_;
+  const config::PoolConfig& pool_;
+  events::EventLog& events_;
+  const registry::Registry& registry_;
+  std::function<void()> upstream_gone_;
+  std::string reap_reason_;  // set when the gateway ends the stream for hygiene
+  std::int64_t client_write_since_ns_ = 0;  // a write to the client in progress since
   WriteGate client_gate_;
   WriteGate upstream_gate_;
   std::shared_ptr<Control> control_;
@@ -408,10 +482,11 @@ class Relay {
 };
 
 template <class Ws>
-void set_relay_timeouts(Ws& ws, const config::RelayConfig& cfg) {
+void set_relay_timeouts(Ws& ws, const config::RelayConfig& cfg, config::Seconds liveness) {
   websocket::stream_base::timeout t;
   t.handshake_timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg.close_timeout);
-  t.idle_timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg.ping_interval * 2);
+  // A peer silent for half of this is pinged; silent for all of it, it is dead.
+  t.idle_timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(liveness);
   t.keep_alive_pings = true;
   ws.set_option(t);
   ws.read_message_max(cfg.max_message_bytes + 2 * 64 * 1024);
@@ -436,18 +511,131 @@ void log_summary(const registry::SessionEntry& e, std::string_view closed_by, in
       c.finalize.load(), c.close_stream.load(), c.upstream_messages.load(), c.upstream_bytes.load());
 }
 
+// Waits for admission while watching the client: one that hangs up leaves the
+// queue at once.
 template <class ClientStream>
-asio::awaitable<void> serve(ClientStream stream, std::string peer, SessionServices& services) {
+asio::awaitable<admission::AdmitResult> admit(ClientStream& stream, SessionServices& services,
+                                              const std::string& pool, const std::string& tenant) {
+  auto& sock = beast::get_lowest_layer(stream).socket();
+  auto ticket = services.admission->enqueue(pool, tenant, sock.get_executor());
+  if (ticket.decided()) co_return ticket.take_result();
+  auto watching = std::make_shared<bool>(true);
+  sock.async_wait(tcp::socket::wait_read, [&ticket, &sock, watching](boost::system::error_code ec) {
+    if (ec || !*watching) return;
+    // Readable before the 101: either the client hung up or it sent early
+    // bytes; only the former ends the wait.
+    char byte;
+    auto n = ::recv(sock.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) ticket.abandon();
+  });
+  auto result = co_await ticket.wait();
+  *watching = false;
+  boost::system::error_code ignored;
+  sock.cancel(ignored);
+  co_return result;
+}
+
+HttpRefusal admission_refusal(const admission::AdmitResult& r, const std::string& tenant) {
+  using admission::Refusal;
+  boost::json::object detail;
+  detail["reason"] = admission::refusal_name(r.refusal);
+  detail["pool"] = r.pool;
+  detail["limit"] = r.limit;
+  detail["effective_limit"] = r.effective_limit;
+  detail["in_use"] = r.in_use;
+  detail["queued"] = r.queued;
+  detail["waited_seconds"] = std::round(r.waited_seconds * 1000) / 1000;
+  if (r.refusal == Refusal::tenant_quota) {
+    detail["tenant"] = tenant;
+    detail["tenant_in_use"] = r.tenant_in_use;
+    detail["tenant_max"] = r.tenant_max;
+  }
+  std::string message;
+  unsigned status = 429;
+  switch (r.refusal) {
+    case Refusal::no_pool:
+      status = 403;
+      message = "sluice: no pool admits this stream (check the pools' match rules)";
+      break;
+    case Refusal::shutting_down:
+      status = 503;
+      message = "sluice: the gateway is shutting down; retry on another instance";
+      break;
+    case Refusal::tenant_quota:
+      message = fmt::format("sluice: tenant '{}' is at its quota of {} concurrent streams in pool '{}'; waited {:.1f} s",
+                            tenant, r.tenant_max, r.pool, r.waited_seconds);
+      break;
+    case Refusal::queue_full:
+      message = fmt::format("sluice: pool '{}' is full (limit {}, {} in use) and its queue is full ({} waiting)", r.pool,
+                            r.effective_limit, r.in_use, r.queued);
+      break;
+    default:
+      message = fmt::format("sluice: pool '{}' is full (limit {}, {} in use, {} waiting); waited {:.1f} s", r.pool,
+                            r.effective_limit, r.in_use, r.queued, r.waited_seconds);
+      break;
+  }
+  boost::json::object extra;
+  extra["sluice"] = std::move(detail);
+  HttpRefusal out;
+  out.status = status;
+  out.body = protocol::error_body(status == 429 ? "TOO_MANY_REQUESTS" : (status == 503 ? "SERVICE_UNAVAILABLE" : "FORBIDDEN"),
+                                  message, protocol::make_uuid(), boost::json::serialize(extra));
+  out.dg_error = message;
+  if (status != 403) out.retry_after = "1";
+  return out;
+}
+
+// A snapshot of every stream holding a pool, for upstream-429 forensics.
+boost::json::array pool_snapshot(const registry::Registry& registry, const std::string& pool) {
+  boost::json::array out;
+  auto now = registry::now_ns();
+  for (const auto& e : registry.list({.pool = pool})) {
+    if (e->state() == registry::SessionState::queued) continue;
+    const auto& c = e->counters();
+    boost::json::object o;
+    o["id"] = e->info().id;
+    auto rid = e->request_id();
+    o["request_id"] = rid.empty() ? boost::json::value(nullptr) : boost::json::value(rid);
+    o["tenant"] = e->info().tenant;
+    o["state"] = registry.display_state(*e, now);
+    o["age_seconds"] =
+        static_cast<double>(now - std::chrono::duration_cast<std::chrono::nanoseconds>(e->info().accepted.time_since_epoch()).count()) /
+        1e9;
+    auto last_audio = c.last_audio_ns.load();
+    o["seconds_since_audio"] = last_audio ? boost::json::value(static_cast<double>(now - last_audio) / 1e9)
+                                          : boost::json::value(nullptr);
+    o["keep_alive_only"] = registry.keep_alive_only(*e, now);
+    o["audio_messages"] = c.audio_messages.load();
+    o["keep_alive"] = c.keep_alive.load();
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+int open_in_pool(const registry::Registry& registry, const std::string& pool, registry::SessionId except) {
+  int n = 0;
+  for (const auto& e : registry.list({.pool = pool})) {
+    auto st = e->state();
+    if (e->info().id != except && (st == registry::SessionState::open || st == registry::SessionState::closing)) ++n;
+  }
+  return n;
+}
+
+template <class ClientStream>
+asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_ptr<SessionServices> services_ptr) {
+  auto& services = *services_ptr;
   auto policy = services.policy.load();
   const auto& cfg = policy->config;
   auto& tcp_layer = beast::get_lowest_layer(stream);
+  const auto handshake_deadline =
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg.client.handshake_timeout);
 
   // 1. The upgrade request, within the client handshake deadline.
   beast::flat_buffer buffer;
   http::request_parser<http::empty_body> parser;
   parser.header_limit(cfg.client.header_limit);
   parser.body_limit(0);
-  tcp_layer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg.client.handshake_timeout));
+  tcp_layer.expires_after(handshake_deadline);
   auto [rec, rn] = co_await http::async_read(stream, buffer, parser, use_tuple);
   (void)rn;
   if (rec) {
@@ -458,6 +646,8 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, SessionServic
     co_return;
   }
   auto req = parser.release();
+  // From here the waits are the gateway's own, each bounded (queue, connect).
+  tcp_layer.expires_never();
 
   // 2. Route: the path names the endpoint; the query goes upstream untouched.
   auto url = boost::urls::parse_origin_form(req.target());
@@ -484,7 +674,9 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, SessionServic
   Route route{*endpoint, std::string(req.target()), {}, {}, 0};
   std::string encoding;
   int sample_rate = 0, channels = 1;
+  std::vector<std::pair<std::string, std::string>> all_params;
   for (auto p : url->params()) {
+    all_params.emplace_back(p.key, p.value);
     if (!is_classifying(p.key)) continue;
     if (p.key == "model") route.model = p.value;
     if (p.key == "encoding") encoding = p.value;
@@ -522,10 +714,13 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, SessionServic
     upstream_auth = "Token " + policy->upstream_key;
   }
 
-  // 4. Register: from here on the stream is in the live table until it is gone.
+  // 4. Classify into a pool and register: from here on the stream is in the
+  // live table until it is gone.
+  auto pool = policy->classifier.classify(protocol::endpoint_path(route.endpoint), all_params);
   registry::SessionInfo info;
-  info.id = services.registry.next_id();
+  info.id = services.registry->next_id();
   info.tenant = tenant;
+  info.pool = pool.value_or("");
   info.endpoint = route.endpoint;
   info.model = route.model;
   info.params = route.params;
@@ -533,11 +728,48 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, SessionServic
   info.user_agent = std::string(req[http::field::user_agent]);
   info.accepted = registry::Clock::now();
   info.audio_bytes_per_second = route.audio_bytes_per_second;
-  auto registration = services.registry.add(std::move(info));
+  auto registration = services.registry->add(std::move(info));
   auto& entry = registration.entry();
   const auto id = entry.info().id;
+  const auto arrived = std::chrono::steady_clock::now();
 
-  // 5. Upstream first: the client is accepted only once the vendor said 101.
+  // 5. Admission: a lease on the pool, now or after a wait in its queue.
+  auto admitted = co_await admit(stream, services, pool.value_or(""), tenant);
+  if (!admitted.lease) {
+    using admission::Refusal;
+    boost::json::object ev;
+    ev["session_id"] = id;
+    ev["tenant"] = tenant;
+    ev["pool"] = admitted.pool;
+    ev["path"] = protocol::endpoint_path(route.endpoint);
+    ev["reason"] = admission::refusal_name(admitted.refusal);
+    ev["limit"] = admitted.limit;
+    ev["effective_limit"] = admitted.effective_limit;
+    ev["in_use"] = admitted.in_use;
+    ev["queued"] = admitted.queued;
+    ev["waited_seconds"] = admitted.waited_seconds;
+    auto type = admitted.refusal == Refusal::queue_timeout || admitted.refusal == Refusal::abandoned ||
+                        (admitted.refusal == Refusal::tenant_quota && admitted.waited_seconds > 0)
+                    ? "queue_timeout"
+                    : "refusal";
+    if (admitted.refusal == Refusal::abandoned) type = "queue_abandoned";
+    services.events->record(type, std::move(ev));
+    spdlog::info("[S{}] not admitted to pool '{}': {} (in use {}/{}, {} waiting, waited {:.2f} s)", id, admitted.pool,
+                 admission::refusal_name(admitted.refusal), admitted.in_use, admitted.effective_limit,
+                 admitted.queued, admitted.waited_seconds);
+    if (admitted.refusal != Refusal::abandoned) {
+      tcp_layer.expires_after(handshake_deadline);
+      co_await send_refusal(stream, admission_refusal(admitted, tenant), id);
+    }
+    co_return;
+  }
+  auto lease = std::move(admitted.lease);
+  auto pool_cfg = services.admission->pool_config(*pool).value_or(config::PoolConfig{});
+  entry.set_state(registry::SessionState::connecting);
+
+  // 6. Upstream first: the client is accepted only once the vendor said 101.
+  // A 429 although the pool had room is recorded with a snapshot of who held
+  // the pool, then retried with jittered backoff while the deadline allows.
   upstream::ConnectRequest creq;
   creq.base = route.endpoint == protocol::Endpoint::agent ? policy->agent_base : policy->base;
   creq.target = creq.base.path_prefix + route.target;
@@ -545,10 +777,44 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, SessionServic
   creq.user_agent = entry.info().user_agent;
   creq.session_header = std::string(req["x-deepgram-session-id"]);
   creq.timeout = cfg.upstream.connect_timeout;
-  // The client's deadline stays armed while the upstream connects, so the
-  // whole handshake is bounded; it is lifted once the client is accepted.
-  auto conn = co_await upstream::connect(tcp_layer.get_executor(), services.upstream_tls, std::move(creq));
+  const auto& retry = cfg.upstream.retry_429;
+  const auto retry_deadline = arrived + std::chrono::duration_cast<std::chrono::steady_clock::duration>(retry.deadline);
+  auto leg = lease.open_leg();
+  upstream::ConnectResult conn;
+  std::mt19937 rng(static_cast<unsigned>(id));
+  for (int attempt = 0;; ++attempt) {
+    conn = co_await upstream::connect(tcp_layer.get_executor(), *services.upstream_tls, creq);
+    if (conn.ok() || !conn.refusal || conn.refusal->status != 429) break;
+    int accepted = open_in_pool(*services.registry, *pool, id);
+    services.admission->on_upstream_429(*pool, accepted);
+    auto status = services.admission->status(*pool);
+    boost::json::object ev;
+    ev["session_id"] = id;
+    ev["pool"] = *pool;
+    ev["tenant"] = tenant;
+    ev["attempt"] = attempt + 1;
+    ev["upstream_request_id"] = conn.refusal->request_id;
+    ev["gateway_in_use"] = status ? status->in_use : 0;
+    ev["upstream_open"] = accepted;
+    ev["limit"] = status ? status->limit : 0;
+    ev["effective_limit"] = status ? status->effective_limit : 0;
+    ev["sessions"] = pool_snapshot(*services.registry, *pool);
+    services.events->record("upstream_429", std::move(ev));
+    double backoff = std::min(retry.max_backoff.count(), retry.initial_backoff.count() * std::pow(2.0, attempt));
+    backoff *= std::uniform_real_distribution<double>(0.5, 1.5)(rng);
+    auto wake = std::chrono::steady_clock::now() +
+                std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(backoff));
+    spdlog::warn("[S{}] upstream answered 429 with pool '{}' at {} of {} (vendor holds {} open); {}", id, *pool,
+                 status ? status->in_use : 0, status ? status->limit : 0, accepted,
+                 wake < retry_deadline ? fmt::format("retrying in {:.0f} ms", backoff * 1000) : std::string("passing it on"));
+    if (wake >= retry_deadline) break;
+    asio::steady_timer pause(tcp_layer.get_executor());
+    pause.expires_at(wake);
+    co_await pause.async_wait(use_tuple);
+  }
   if (!conn.ok()) {
+    leg.reset();
+    lease.release();  // a failed handshake returns its lease at once
     HttpRefusal r;
     if (conn.refusal) {
       r.status = conn.refusal->status;
@@ -567,12 +833,13 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, SessionServic
       r = sluice_error(502, "UPSTREAM_UNAVAILABLE", "sluice: cannot reach the upstream: " + conn.error.message());
       spdlog::warn("[S{}] upstream unreachable: {}", id, conn.error.message());
     }
+    tcp_layer.expires_after(handshake_deadline);
     co_await send_refusal(stream, r, id);
     co_return;
   }
   entry.set_request_id(conn.request_id);
 
-  // 6. Accept the client, showing the vendor's request id and, for the
+  // 7. Accept the client, showing the vendor's request id and, for the
   // browser form, the scheme word as the selected subprotocol.
   websocket::stream<ClientStream> client(std::move(stream));
   std::string selected = credential->via_subprotocol ? std::string(protocol::scheme_word(credential->scheme)) : "";
@@ -583,6 +850,7 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, SessionServic
         res.set("x-sluice-session-id", std::to_string(id));
         if (!selected.empty()) res.set(http::field::sec_websocket_protocol, selected);
       }));
+  beast::get_lowest_layer(client).expires_after(handshake_deadline);
   auto [aec] = co_await client.async_accept(req, use_tuple);
   if (aec) {
     spdlog::debug("[S{}] client went away during the upgrade: {}", id, aec.message());
@@ -595,15 +863,20 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, SessionServic
   beast::get_lowest_layer(client).expires_never();
   entry.counters().upstream_open_ns.store(registry::now_ns(), std::memory_order_relaxed);
   entry.set_state(registry::SessionState::open);
-  spdlog::debug("[S{}] open: tenant={} {} request_id={} client={}", id, tenant, route.target.substr(0, route.target.find('?')),
-                conn.request_id, peer);
+  spdlog::debug("[S{}] open: tenant={} pool={} {} request_id={} client={}", id, tenant, *pool,
+                route.target.substr(0, route.target.find('?')), conn.request_id, peer);
 
-  // 7. Relay until both legs are closed.
-  set_relay_timeouts(client, cfg.relay);
+  // 8. Relay until both legs are closed. The lease goes back as soon as the
+  // upstream leg is gone.
+  set_relay_timeouts(client, cfg.relay, pool_cfg.liveness_timeout);
   co_await std::visit(
       [&](auto& upstream_ws) -> asio::awaitable<void> {
-        set_relay_timeouts(*upstream_ws, cfg.relay);
-        Relay relay(client, *upstream_ws, entry, cfg.relay);
+        set_relay_timeouts(*upstream_ws, cfg.relay, cfg.relay.ping_interval * 2);
+        Relay relay(client, *upstream_ws, entry, cfg.relay, pool_cfg, *services.events, *services.registry);
+        relay.on_upstream_gone([&] {
+          leg.reset();
+          lease.release();
+        });
         co_await relay.run();
         log_summary(entry, relay.closed_by, relay.close_code, relay.close_reason);
       },
@@ -613,7 +886,10 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, SessionServic
 }  // namespace
 
 SessionPolicy::SessionPolicy(config::Config c)
-    : config(std::move(c)), keys(config.tenants), upstream_key(config.upstream.api_key) {
+    : config(std::move(c)),
+      keys(config.tenants),
+      upstream_key(config.upstream.api_key),
+      classifier(config.pools.empty() ? config::default_pools() : config.pools) {
   auto b = upstream::parse_upstream_base(config.upstream.effective_url());
   auto a = upstream::parse_upstream_base(config.upstream.effective_agent_url());
   if (!b) throw config::ConfigError("upstream.url", "not a ws:// or wss:// URL");
@@ -622,14 +898,14 @@ SessionPolicy::SessionPolicy(config::Config c)
   agent_base = *a;
 }
 
-asio::awaitable<void> run_connection(tcp::socket socket, SessionServices& services) {
+asio::awaitable<void> run_connection(tcp::socket socket, std::shared_ptr<SessionServices> services) {
   auto peer = client_address(socket);
-  if (!services.client_tls) {
+  if (!services->client_tls) {
     co_await serve(beast::tcp_stream(std::move(socket)), std::move(peer), services);
     co_return;
   }
-  beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), *services.client_tls);
-  auto policy = services.policy.load();
+  beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), *services->client_tls);
+  auto policy = services->policy.load();
   beast::get_lowest_layer(stream).expires_after(
       std::chrono::duration_cast<std::chrono::steady_clock::duration>(policy->config.client.handshake_timeout));
   auto [ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, use_tuple);

@@ -9,7 +9,10 @@
 #include <memory>
 #include <string>
 
+#include "admission/classifier.hpp"
+#include "admission/controller.hpp"
 #include "auth/key_table.hpp"
+#include "events/event_log.hpp"
 #include "config/config.hpp"
 #include "registry/registry.hpp"
 #include "upstream/connector.hpp"
@@ -26,18 +29,23 @@ struct SessionPolicy {
   upstream::UpstreamBase base;        // listen, speak
   upstream::UpstreamBase agent_base;  // agent
   std::string upstream_key;           // virtual-key mode: the real Deepgram key
+  admission::Classifier classifier;   // stream -> pool
 };
 
-// Long-lived services sessions use. Owned by the Gateway; outlives sessions.
+// Long-lived services sessions use. Shared by the Gateway and every session
+// (each session's frame holds a reference), so it outlives them all.
 struct SessionServices {
-  registry::Registry& registry;
-  boost::asio::ssl::context& upstream_tls;
-  boost::asio::ssl::context* client_tls;  // null: plain TCP
+  std::shared_ptr<registry::Registry> registry;
+  std::shared_ptr<admission::Controller> admission;
+  std::shared_ptr<events::EventLog> events;
+  std::unique_ptr<boost::asio::ssl::context> upstream_tls;
+  std::unique_ptr<boost::asio::ssl::context> client_tls;  // null: plain TCP
   std::atomic<std::shared_ptr<const SessionPolicy>> policy;
 };
 
 // The connection handler for the client listener. Never throws for anything
 // a client or upstream can cause.
-boost::asio::awaitable<void> run_connection(boost::asio::ip::tcp::socket socket, SessionServices& services);
+boost::asio::awaitable<void> run_connection(boost::asio::ip::tcp::socket socket,
+                                            std::shared_ptr<SessionServices> services);
 
 }  // namespace sluice::session

@@ -41,7 +41,7 @@ TEST(Registry, FiltersByTenantPathStateAndIdleness) {
   auto b = r.add(info(r, "globex", sluice::protocol::Endpoint::speak_v1));
   auto c = r.add(info(r, "acme", sluice::protocol::Endpoint::listen_v2));
   auto now = now_ns();
-  // a: open, audio just now. b: open, no audio for 60 s. c: still connecting.
+  // a: open, audio just now. b: open, no audio for 60 s. c: still queued.
   a->set_state(SessionState::open);
   a->counters().upstream_open_ns = now - 100'000'000'000;
   a->counters().last_audio_ns = now;
@@ -51,7 +51,7 @@ TEST(Registry, FiltersByTenantPathStateAndIdleness) {
   EXPECT_EQ(r.list().size(), 3u);
   EXPECT_EQ(r.list({.tenant = "acme"}).size(), 2u);
   EXPECT_EQ(r.list({.path = "/v1/speak"}).size(), 1u);
-  EXPECT_EQ(r.list({.state = "connecting"}).size(), 1u);
+  EXPECT_EQ(r.list({.state = "queued"}).size(), 1u);
   auto idle = r.list({.state = "idle"});
   ASSERT_EQ(idle.size(), 1u);
   EXPECT_EQ(idle[0]->info().id, b->info().id);
