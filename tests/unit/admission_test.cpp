@@ -1,0 +1,255 @@
+#include <gtest/gtest.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include "admission/classifier.hpp"
+#include "admission/controller.hpp"
+
+using namespace sluice;
+using namespace sluice::admission;
+
+namespace {
+
+config::PoolConfig pool(std::string name, int limit, double queue_seconds = 10, int max_queue = 100) {
+  config::PoolConfig p;
+  p.name = std::move(name);
+  p.limit = limit;
+  p.queue_timeout = config::Seconds(queue_seconds);
+  p.max_queue = max_queue;
+  return p;
+}
+
+// Runs ready handlers (no waiting on timers).
+void settle(boost::asio::io_context& ioc) {
+  for (int i = 0; i < 10; ++i) {
+    ioc.restart();
+    ioc.poll();
+  }
+}
+
+// Runs the io_context until `done`, for at most a generous while.
+void run_until(boost::asio::io_context& ioc, const std::function<bool()>& done) {
+  for (int i = 0; i < 20000 && !done(); ++i) {
+    ioc.restart();
+    ioc.run_for(std::chrono::milliseconds(1));
+  }
+}
+
+struct Waiting {
+  std::optional<AdmitResult> result;
+};
+
+// Starts waiting on a ticket; the result lands in the returned holder.
+std::shared_ptr<Waiting> wait_on(boost::asio::io_context& ioc, Ticket ticket) {
+  auto w = std::make_shared<Waiting>();
+  auto t = std::make_shared<Ticket>(std::move(ticket));
+  boost::asio::co_spawn(ioc, [t, w]() -> boost::asio::awaitable<void> { w->result = co_await t->wait(); },
+                        boost::asio::detached);
+  return w;
+}
+
+}  // namespace
+
+TEST(Admission, AdmitsUpToTheLimitThenQueuesInOrder) {
+  boost::asio::io_context ioc;
+  Controller c({pool("p", 2)}, {}, {});
+  auto a = c.enqueue("p", "t", ioc.get_executor());
+  auto b = c.enqueue("p", "t", ioc.get_executor());
+  ASSERT_TRUE(a.decided() && b.decided());
+  auto la = a.take_result().lease;
+  auto lb = b.take_result().lease;
+  EXPECT_TRUE(la && lb);
+  EXPECT_EQ(c.leases_in_use(), 2);
+  auto w1 = wait_on(ioc, c.enqueue("p", "t", ioc.get_executor()));
+  auto w2 = wait_on(ioc, c.enqueue("p", "t", ioc.get_executor()));
+  settle(ioc);
+  EXPECT_FALSE(w1->result);
+  EXPECT_EQ(c.status("p")->queued, 2);
+  la.release();
+  run_until(ioc, [&] { return w1->result.has_value(); });
+  ASSERT_TRUE(w1->result);
+  EXPECT_TRUE(w1->result->lease);
+  EXPECT_FALSE(w2->result);  // FIFO: the second waits on
+  lb.release();
+  run_until(ioc, [&] { return w2->result.has_value(); });
+  EXPECT_TRUE(w2->result->lease);
+  EXPECT_EQ(c.leases_in_use(), 2);
+  w1->result->lease.release();
+  w2->result->lease.release();
+  EXPECT_EQ(c.leases_in_use(), 0);
+}
+
+TEST(Admission, LeaseReleasesExactlyOnce) {
+  boost::asio::io_context ioc;
+  Controller c({pool("p", 1)}, {}, {});
+  auto l = c.enqueue("p", "t", ioc.get_executor()).take_result().lease;
+  EXPECT_EQ(c.leases_in_use(), 1);
+  Lease moved = std::move(l);
+  l.release();  // moved-from: nothing
+  EXPECT_EQ(c.leases_in_use(), 1);
+  moved.release();
+  moved.release();
+  EXPECT_EQ(c.leases_in_use(), 0);
+  { auto scoped = c.enqueue("p", "t", ioc.get_executor()).take_result().lease; EXPECT_EQ(c.leases_in_use(), 1); }
+  EXPECT_EQ(c.leases_in_use(), 0);
+}
+
+TEST(Admission, QueueTimeoutAndQueueFull) {
+  boost::asio::io_context ioc;
+  Controller c({pool("p", 1, 0.05, 1)}, {}, {});
+  auto held = c.enqueue("p", "t", ioc.get_executor()).take_result().lease;
+  auto w = wait_on(ioc, c.enqueue("p", "t", ioc.get_executor()));
+  auto full = c.enqueue("p", "t", ioc.get_executor());
+  ASSERT_TRUE(full.decided());
+  auto fr = full.take_result();
+  EXPECT_EQ(fr.refusal, Refusal::queue_full);
+  EXPECT_EQ(fr.queued, 1);
+  run_until(ioc, [&] { return w->result.has_value(); });
+  ASSERT_TRUE(w->result);
+  EXPECT_EQ(w->result->refusal, Refusal::queue_timeout);
+  EXPECT_GE(w->result->waited_seconds, 0.05);
+  EXPECT_EQ(c.status("p")->queued, 0);
+}
+
+TEST(Admission, PriorityGoesFirstFifoWithin) {
+  boost::asio::io_context ioc;
+  config::Tenant vip;
+  vip.name = "vip";
+  vip.priority = 10;
+  Controller c({pool("p", 1)}, {vip}, {});
+  auto held = c.enqueue("p", "low", ioc.get_executor()).take_result().lease;
+  auto low = wait_on(ioc, c.enqueue("p", "low", ioc.get_executor()));
+  auto high = wait_on(ioc, c.enqueue("p", "vip", ioc.get_executor()));
+  held.release();
+  run_until(ioc, [&] { return high->result.has_value(); });
+  EXPECT_TRUE(high->result && high->result->lease);
+  EXPECT_FALSE(low->result);
+  high->result->lease.release();
+  run_until(ioc, [&] { return low->result.has_value(); });
+  EXPECT_TRUE(low->result->lease);
+}
+
+TEST(Admission, TenantQuotaAndReservation) {
+  boost::asio::io_context ioc;
+  config::Tenant a, b;
+  a.name = "a";
+  a.quotas["p"] = {2, 0};
+  b.name = "b";
+  b.quotas["p"] = {0, 2};  // b keeps 2 of 4 for itself
+  Controller c({pool("p", 4, 0)}, {a, b}, {});
+  auto a1 = c.enqueue("p", "a", ioc.get_executor()).take_result();
+  auto a2 = c.enqueue("p", "a", ioc.get_executor()).take_result();
+  EXPECT_TRUE(a1.lease && a2.lease);
+  auto a3 = c.enqueue("p", "a", ioc.get_executor()).take_result();
+  EXPECT_EQ(a3.refusal, Refusal::tenant_quota);
+  EXPECT_EQ(a3.tenant_max, 2);
+  // "x" has no quota, but the 2 remaining slots are b's reservation.
+  auto x = c.enqueue("p", "x", ioc.get_executor()).take_result();
+  EXPECT_EQ(x.refusal, Refusal::queue_full);
+  auto b1 = c.enqueue("p", "b", ioc.get_executor()).take_result();
+  auto b2 = c.enqueue("p", "b", ioc.get_executor()).take_result();
+  EXPECT_TRUE(b1.lease && b2.lease);
+  EXPECT_EQ(c.status("p")->tenants_in_use.at("b"), 2);
+}
+
+TEST(Admission, AbandonLeavesTheQueueAtOnce) {
+  boost::asio::io_context ioc;
+  Controller c({pool("p", 1, 60)}, {}, {});
+  auto held = c.enqueue("p", "t", ioc.get_executor()).take_result().lease;
+  auto ticket = std::make_shared<Ticket>(c.enqueue("p", "t", ioc.get_executor()));
+  auto w = std::make_shared<Waiting>();
+  boost::asio::co_spawn(ioc, [ticket, w]() -> boost::asio::awaitable<void> { w->result = co_await ticket->wait(); },
+                        boost::asio::detached);
+  settle(ioc);
+  EXPECT_EQ(c.status("p")->queued, 1);
+  ticket->abandon();
+  run_until(ioc, [&] { return w->result.has_value(); });
+  EXPECT_EQ(w->result->refusal, Refusal::abandoned);
+  EXPECT_EQ(c.status("p")->queued, 0);
+  EXPECT_EQ(c.leases_in_use(), 1);
+}
+
+TEST(Admission, Upstream429LowersTheLimitAndRecoveryRaisesIt) {
+  boost::asio::io_context ioc;
+  config::Retry429Config retry;
+  retry.recovery_interval = config::Seconds(10);
+  Controller c({pool("p", 5)}, {}, retry);
+  c.on_upstream_429("p", 2);
+  EXPECT_EQ(c.status("p")->effective_limit, 2);
+  EXPECT_EQ(c.status("p")->upstream_429_total, 1);
+  auto now = SteadyClock::now();
+  c.recover(now);  // too soon
+  EXPECT_EQ(c.status("p")->effective_limit, 2);
+  c.recover(now + std::chrono::seconds(11));
+  EXPECT_EQ(c.status("p")->effective_limit, 3);
+  c.recover(now + std::chrono::seconds(22));
+  c.recover(now + std::chrono::seconds(33));
+  c.recover(now + std::chrono::seconds(44));
+  EXPECT_EQ(c.status("p")->effective_limit, 5);  // never above the limit
+  c.on_upstream_429("p", 0);
+  EXPECT_EQ(c.status("p")->effective_limit, 1);  // never below one
+}
+
+TEST(Admission, SetLimitAdmitsWaitersAndCloseRefusesThem) {
+  boost::asio::io_context ioc;
+  Controller c({pool("p", 1)}, {}, {});
+  auto held = c.enqueue("p", "t", ioc.get_executor()).take_result().lease;
+  auto w = wait_on(ioc, c.enqueue("p", "t", ioc.get_executor()));
+  auto w2 = wait_on(ioc, c.enqueue("p", "t", ioc.get_executor()));
+  settle(ioc);
+  EXPECT_TRUE(c.set_limit("p", 2));
+  run_until(ioc, [&] { return w->result.has_value(); });
+  EXPECT_TRUE(w->result->lease);
+  c.close();
+  run_until(ioc, [&] { return w2->result.has_value(); });
+  EXPECT_EQ(w2->result->refusal, Refusal::shutting_down);
+  EXPECT_EQ(c.enqueue("p", "t", ioc.get_executor()).take_result().refusal, Refusal::shutting_down);
+  EXPECT_FALSE(c.set_limit("nope", 3));
+}
+
+TEST(Admission, LegsCountOnlyUnderALease) {
+  boost::asio::io_context ioc;
+  Controller c({pool("p", 2)}, {}, {});
+  auto l = c.enqueue("p", "t", ioc.get_executor()).take_result().lease;
+  {
+    auto leg = l.open_leg();
+    EXPECT_EQ(c.leases_and_legs(), std::make_pair(1, 1));
+  }
+  EXPECT_EQ(c.leases_and_legs(), std::make_pair(1, 0));
+  l.release();
+  EXPECT_EQ(c.leases_and_legs(), std::make_pair(0, 0));
+}
+
+TEST(Admission, ReconfigureKeepsLeasesAndUnknownPoolIsRefused) {
+  boost::asio::io_context ioc;
+  Controller c({pool("p", 1)}, {}, {});
+  auto l = c.enqueue("p", "t", ioc.get_executor()).take_result().lease;
+  c.reconfigure({pool("p", 3), pool("q", 1)}, {}, {});
+  EXPECT_EQ(c.status("p")->in_use, 1);
+  EXPECT_EQ(c.status("p")->limit, 3);
+  EXPECT_TRUE(c.enqueue("q", "t", ioc.get_executor()).take_result().lease);
+  EXPECT_EQ(c.enqueue("zzz", "t", ioc.get_executor()).take_result().refusal, Refusal::no_pool);
+  c.reconfigure({pool("q", 1)}, {}, {});  // p removed: its lease still returns
+  l.release();
+  EXPECT_EQ(c.leases_in_use(), 0);
+}
+
+TEST(Classifier, OrderedRulesOnPathAndParameters) {
+  config::PoolConfig nova_med = pool("medical", 5);
+  nova_med.match.path = "/v1/listen";
+  nova_med.match.params["model"] = "nova-3-medical*";
+  config::PoolConfig listen = pool("streaming", 5);
+  listen.match.path = "/v1/listen";
+  config::PoolConfig flux = pool("flux", 5);
+  flux.match.path = "/v2/listen";
+  Classifier c({nova_med, listen, flux});
+  EXPECT_EQ(c.classify("/v1/listen", {{"model", "nova-3-medical"}}).value_or(""), "medical");
+  EXPECT_EQ(c.classify("/v1/listen", {{"model", "nova-3"}}).value_or(""), "streaming");
+  EXPECT_EQ(c.classify("/v1/listen", {}).value_or(""), "streaming");
+  EXPECT_EQ(c.classify("/v2/listen", {{"model", "flux-general-en"}}).value_or(""), "flux");
+  EXPECT_FALSE(c.classify("/v1/speak", {}));
+  EXPECT_TRUE(pattern_matches("nova*", "nova-2"));
+  EXPECT_FALSE(pattern_matches("nova", "nova-2"));
+}
