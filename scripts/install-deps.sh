@@ -11,7 +11,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libboost1.81-all-dev libssl-dev libsqlite3-dev libyaml-cpp-dev
   libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev
-  nodejs npm espeak-ng sox ca-certificates
+  nodejs npm espeak-ng sox ca-certificates openssl
 )
 
 missing=()
