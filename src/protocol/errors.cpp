@@ -27,6 +27,10 @@ std::string error_body(std::string_view err_code, std::string_view err_msg,
 std::string make_uuid() {
   unsigned char b[16];
   RAND_bytes(b, sizeof b);
+  return format_uuid(b);
+}
+
+std::string format_uuid(unsigned char b[16]) {
   b[6] = (b[6] & 0x0f) | 0x40;
   b[8] = (b[8] & 0x3f) | 0x80;
   char out[37];

@@ -14,4 +14,7 @@ std::string error_body(std::string_view err_code, std::string_view err_msg,
 // A random UUID (version 4), for request ids.
 std::string make_uuid();
 
+// Formats 16 bytes as a version-4 UUID (setting its version and variant bits).
+std::string format_uuid(unsigned char bytes[16]);
+
 }  // namespace sluice::protocol

@@ -4,19 +4,14 @@
 
 #include <cstdio>
 
+#include "protocol/errors.hpp"
+
 namespace sluice::sim {
 
 std::string stable_uuid(std::string_view text) {
   unsigned char d[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), d);
-  d[6] = (d[6] & 0x0f) | 0x40;
-  d[8] = (d[8] & 0x3f) | 0x80;
-  char out[37];
-  std::snprintf(out, sizeof out,
-                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", d[0], d[1],
-                d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], d[12], d[13], d[14],
-                d[15]);
-  return out;
+  return protocol::format_uuid(d);
 }
 
 ModelInfo listen_model_info(std::string_view model) {
