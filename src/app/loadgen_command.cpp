@@ -67,8 +67,9 @@ void register_loadgen_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--max-pending", c.max_pending_handshakes, "Handshakes in flight at most")
       ->capture_default_str()
       ->check(CLI::Range(1, loadgen::kMaxStreams));
-  cmd->add_option("--watch-pid", c.watch_pid,
-                  "Also report this process's CPU time and RSS over the measured window (e.g. the proxy under test)")
+  cmd->add_option("--watch-pid", c.watch_pids,
+                  "Also report this process's CPU time and RSS over the measured window, e.g. the proxy under "
+                  "test (repeatable)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--seed", c.seed, "Seed for the frame phases (0: random)")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print the report as one JSON object");

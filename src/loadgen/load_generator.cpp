@@ -393,6 +393,39 @@ asio::awaitable<void> launch_streams(Run& run) {
   }
 }
 
+// Samples one watched process at the run's milestones.
+class ProcessWatch {
+ public:
+  explicit ProcessWatch(int pid) : before_(sample_process(pid)) {
+    record_.pid = pid;
+    if (before_) record_.rss_before_kib = record_.rss_peak_kib = before_->rss_kib;
+  }
+  bool alive_at_start() const { return before_.has_value(); }
+  const WatchedProcess& record() const { return record_; }
+
+  // Every handshake is done, `seconds` after the start.
+  void connected(double seconds) {
+    auto now = sample_process(record_.pid);
+    if (now && before_) record_.connect_cpu_percent = 100.0 * (now->cpu_seconds - before_->cpu_seconds) / seconds;
+    window_start_ = now;
+  }
+  void tick() {
+    if (auto now = sample_process(record_.pid)) record_.rss_peak_kib = std::max(record_.rss_peak_kib, now->rss_kib);
+  }
+  void window_closed(double window_seconds) {
+    auto now = sample_process(record_.pid);
+    if (!now || !window_start_) return;
+    record_.rss_peak_kib = std::max(record_.rss_peak_kib, now->rss_kib);
+    record_.cpu_seconds = now->cpu_seconds - window_start_->cpu_seconds;
+    record_.cpu_percent = 100.0 * record_.cpu_seconds / window_seconds;
+    record_.rss_end_kib = now->rss_kib;
+  }
+
+ private:
+  std::optional<ProcessSample> before_, window_start_;
+  WatchedProcess record_;
+};
+
 // An upper bound on the run's length, past which the monitor stops it.
 Clock::duration deadline_for(const LoadConfig& c) {
   using Seconds = std::chrono::duration<double>;
@@ -419,7 +452,9 @@ std::optional<std::string> validate(const LoadConfig& c) {
   if (c.max_pending_handshakes < 1) return "at least one handshake must be allowed in flight";
   if (c.handshake_timeout <= std::chrono::milliseconds(0) || c.drain_timeout <= std::chrono::milliseconds(0))
     return "timeouts must be positive";
-  if (c.watch_pid < 0) return "bad process id";
+  if (c.watch_pids.size() > 8) return "at most 8 processes can be watched";
+  for (int pid : c.watch_pids)
+    if (pid <= 0) return "bad process id " + std::to_string(pid);
   auto target = parse_target(c.url);
   if (auto* error = std::get_if<std::string>(&target)) return *error;
   return std::nullopt;
@@ -442,11 +477,8 @@ LoadReport run_load(LoadConfig config) {
   for (int i = 0; i < c.threads; ++i) run.workers.push_back(std::make_unique<Worker>());
 
   LoadReport report;
-  WatchedProcess watched;
-  watched.pid = c.watch_pid;
-  std::optional<ProcessSample> watch_before, watch_start;
-  if (c.watch_pid) watch_before = sample_process(c.watch_pid);
-  if (watch_before) watched.rss_before_kib = watched.rss_peak_kib = watch_before->rss_kib;
+  std::vector<ProcessWatch> watches;
+  for (int pid : c.watch_pids) watches.emplace_back(pid);
   const auto t0 = Clock::now();
   const double cpu0 = self_cpu_seconds();
   auto seconds_since_t0 = [&t0] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
@@ -465,13 +497,10 @@ LoadReport run_load(LoadConfig config) {
   const auto deadline = t0 + deadline_for(c);
   while (run.finished.load() < c.streams) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    std::optional<ProcessSample> now;
-    if (c.watch_pid && window != Window::done) now = sample_process(c.watch_pid);
     if (window == Window::before && run.window_start_ns.load() != 0) {
       auto connect_seconds = seconds_since_t0();
       report.connect_cpu_percent = 100.0 * (self_cpu_seconds() - cpu0) / connect_seconds;
-      if (now && watch_before)
-        watched.connect_cpu_percent = 100.0 * (now->cpu_seconds - watch_before->cpu_seconds) / connect_seconds;
+      for (auto& w : watches) w.connected(connect_seconds);
       auto ok = run.connects_ok.load();
       say(fmt::format("opened {}/{} streams ({} failed) in {:.2f} s", ok, c.streams, c.streams - ok,
                       connect_seconds));
@@ -480,24 +509,19 @@ LoadReport run_load(LoadConfig config) {
         window_t0 = connect_seconds;
         window_cpu0 = self_cpu_seconds();
         window_answered0 = run.frames_answered();
-        watch_start = now;
         say("measured window open");
       } else {
         window = Window::done;
         say("no measured window: the ramp outlasted the first stream");
       }
     } else if (window == Window::open) {
-      if (now) watched.rss_peak_kib = std::max(watched.rss_peak_kib, now->rss_kib);
+      for (auto& w : watches) w.tick();
       if (to_ns(Clock::now()) >= run.window_end_ns.load()) {
         window = Window::done;
         report.window_seconds = seconds_since_t0() - window_t0;
         report.window_frames_answered = run.frames_answered() - window_answered0;
         report.window_cpu_percent = 100.0 * (self_cpu_seconds() - window_cpu0) / report.window_seconds;
-        if (watch_start && now) {
-          watched.cpu_seconds = now->cpu_seconds - watch_start->cpu_seconds;
-          watched.cpu_percent = 100.0 * watched.cpu_seconds / report.window_seconds;
-          watched.rss_end_kib = now->rss_kib;
-        }
+        for (auto& w : watches) w.window_closed(report.window_seconds);
         say(fmt::format("measured window closed after {:.2f} s", report.window_seconds));
       }
     }
@@ -506,7 +530,8 @@ LoadReport run_load(LoadConfig config) {
       break;
     }
   }
-  if (watch_before) report.watched = watched;
+  for (const auto& w : watches)
+    if (w.alive_at_start()) report.watched.push_back(w.record());
   for (auto& w : run.workers) {
     w->guard.reset();
     if (timed_out) w->ioc.stop();

@@ -36,7 +36,7 @@ struct LoadConfig {
   int max_pending_handshakes = 256;  // handshakes in flight at once
   std::chrono::milliseconds handshake_timeout{10000};  // TCP connect + WebSocket upgrade
   std::chrono::milliseconds drain_timeout{5000};  // for the last echoes, then for the server's close
-  int watch_pid = 0;  // when set: that process's CPU and RSS over the measured window
+  std::vector<int> watch_pids;  // processes whose CPU and RSS to report (e.g. the proxy, the upstream)
   unsigned seed = 0;  // for the phases; 0: random
   // Called from the thread that runs run_load at each phase change (streams
   // open, window start and end) with one short line of text.
@@ -52,7 +52,7 @@ struct LatencySummary {
   double p50_us = 0, p90_us = 0, p99_us = 0, p999_us = 0, max_us = 0, mean_us = 0;
 };
 
-// The watched process over the measured window.
+// A watched process, over the measured window unless said otherwise.
 struct WatchedProcess {
   int pid = 0;
   double connect_cpu_percent = 0;  // of one core, from the start until every handshake was done
@@ -95,7 +95,7 @@ struct LoadReport {
   double window_seconds = 0;
   std::uint64_t window_frames_answered = 0;
   double window_cpu_percent = 0;  // this process, of one core
-  std::optional<WatchedProcess> watched;
+  std::vector<WatchedProcess> watched;  // in the order of config.watch_pids; a process gone at the start is left out
 
   // This process, whole run.
   double cpu_seconds = 0;

@@ -59,20 +59,19 @@ boost::json::object report_json(const LoadReport& r) {
   window["seconds"] = r.window_seconds;
   window["frames_answered"] = r.window_frames_answered;
   window["generator_cpu_percent"] = r.window_cpu_percent;
-  if (r.watched) {
-    const auto& w = *r.watched;
-    boost::json::object watched;
-    watched["pid"] = w.pid;
-    watched["connect_cpu_percent"] = w.connect_cpu_percent;
-    watched["cpu_seconds"] = w.cpu_seconds;
-    watched["cpu_percent"] = w.cpu_percent;
-    watched["rss_before_kib"] = w.rss_before_kib;
-    watched["rss_peak_kib"] = w.rss_peak_kib;
-    watched["rss_end_kib"] = w.rss_end_kib;
-    window["watched"] = std::move(watched);
-  } else {
-    window["watched"] = nullptr;
+  boost::json::array watched;
+  for (const auto& w : r.watched) {
+    boost::json::object p;
+    p["pid"] = w.pid;
+    p["connect_cpu_percent"] = w.connect_cpu_percent;
+    p["cpu_seconds"] = w.cpu_seconds;
+    p["cpu_percent"] = w.cpu_percent;
+    p["rss_before_kib"] = w.rss_before_kib;
+    p["rss_peak_kib"] = w.rss_peak_kib;
+    p["rss_end_kib"] = w.rss_end_kib;
+    watched.push_back(std::move(p));
   }
+  window["watched"] = std::move(watched);
   o["window"] = std::move(window);
   o["generator_cpu_seconds"] = r.cpu_seconds;
   o["generator_cpu_percent"] = r.cpu_percent;
@@ -117,8 +116,7 @@ std::string report_table(const LoadReport& r) {
                      r.window_frames_answered, r.window_cpu_percent));
   else
     line("  measured window       none (the ramp outlasted the first stream)");
-  if (r.watched) {
-    const auto& w = *r.watched;
+  for (const auto& w : r.watched) {
     line(fmt::format("  watched pid {:<10}CPU {:.1f} % in the window ({:.2f} s), {:.1f} % while connecting; RSS {} KiB "
                      "before, {} KiB peak, {} KiB at end",
                      w.pid, w.cpu_percent, w.cpu_seconds, w.connect_cpu_percent, w.rss_before_kib, w.rss_peak_kib,

@@ -2,6 +2,7 @@
 // every frame is answered, in order. Tiny and untimed: it checks counts only.
 #include <boost/asio/io_context.hpp>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <string>
@@ -58,7 +59,9 @@ LoadConfig tiny_load(const BenchSim& sim) {
 
 TEST(Loadgen, EveryFrameIsAnsweredInOrder) {
   BenchSim sim;
-  auto r = sluice::loadgen::run_load(tiny_load(sim));
+  auto c = tiny_load(sim);
+  c.watch_pids = {static_cast<int>(getpid())};  // this process runs the simulator
+  auto r = sluice::loadgen::run_load(c);
   EXPECT_EQ(r.connects_ok, 5);
   EXPECT_EQ(r.connects_failed, 0);
   EXPECT_EQ(r.frames_sent, 50u);
@@ -70,6 +73,8 @@ TEST(Loadgen, EveryFrameIsAnsweredInOrder) {
   EXPECT_EQ(r.streams_closed, 5);
   EXPECT_EQ(r.streams_ended_early, 0);
   EXPECT_TRUE(r.errors.empty()) << r.errors.front().first;
+  ASSERT_EQ(r.watched.size(), 1u);
+  EXPECT_GT(r.watched[0].rss_before_kib, 0);
 }
 
 TEST(Loadgen, TwoThreadsAndIdleStreams) {
