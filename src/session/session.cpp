@@ -28,6 +28,7 @@
 #include <random>
 #include <sys/socket.h>
 
+#include "net/listener.hpp"
 #include "protocol/audio.hpp"
 #include "protocol/credential.hpp"
 #include "protocol/endpoint.hpp"
@@ -71,9 +72,7 @@ int to_int(std::string_view s, int fallback) {
 std::string client_address(const tcp::socket& s) {
   boost::system::error_code ec;
   auto ep = s.remote_endpoint(ec);
-  if (ec) return "unknown";
-  return ep.address().is_v6() ? "[" + ep.address().to_string() + "]:" + std::to_string(ep.port())
-                              : ep.address().to_string() + ":" + std::to_string(ep.port());
+  return ec ? std::string("unknown") : net::to_string(ep);
 }
 
 // Errors that end a leg in the ordinary way (peer gone, timed out), logged at debug.
