@@ -282,7 +282,7 @@ class Relay {
             break;
         }
       }
-      co_await upstream_gate_.acquire();
+      if (!upstream_gate_.try_acquire()) co_await upstream_gate_.acquire();
       boost::system::error_code wec;
       if (!upstream_close_sent_) {
         upstream_.text(text);
@@ -339,7 +339,7 @@ class Relay {
           }
         }
       }
-      co_await client_gate_.acquire();
+      if (!client_gate_.try_acquire()) co_await client_gate_.acquire();
       boost::system::error_code wec;
       if (!client_close_sent_) {
         client_.text(text);

@@ -15,6 +15,13 @@ class WriteGate {
  public:
   explicit WriteGate(boost::asio::any_io_executor ex) : wake_(ex) {}
 
+  // The per-message path: takes a free gate without suspending.
+  bool try_acquire() {
+    if (busy_) return false;
+    busy_ = true;
+    return true;
+  }
+
   boost::asio::awaitable<void> acquire() {
     while (busy_) {
       ++waiters_;
