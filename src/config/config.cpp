@@ -101,7 +101,7 @@ void check_upstream_url(const std::string& key, const std::string& value) {
 Seconds parse_duration(const std::string& key, const std::string& text) {
   std::string_view s(text);
   double unit = 1;
-  for (auto [suffix, u] : {std::pair{"ms", 0.001}, {"s", 1.0}, {"m", 60.0}, {"h", 3600.0}}) {
+  for (auto [suffix, u] : {std::pair{"ms", 0.001}, {"s", 1.0}, {"m", 60.0}, {"h", 3600.0}, {"d", 86400.0}}) {
     if (s.ends_with(suffix)) {
       // "ms" must win over "s": it is tested first.
       unit = u;
@@ -112,7 +112,7 @@ Seconds parse_duration(const std::string& key, const std::string& text) {
   double v = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (s.empty() || ec != std::errc() || p != s.data() + s.size() || v < 0 || !std::isfinite(v))
-    throw ConfigError(key, "expected a duration such as 10s, 250ms, 2m or 1h, got '" + text + "'");
+    throw ConfigError(key, "expected a duration such as 10s, 250ms, 2m, 1h or 7d, got '" + text + "'");
   return Seconds(v * unit);
 }
 
@@ -125,7 +125,7 @@ Config parse_config(const std::string& yaml_text) {
   }
   Config c;
   if (!root || root.IsNull()) return c;
-  check_keys(root, "", {"listen", "tls", "admin", "upstream", "client", "tenants", "pools", "relay", "log", "threads", "drain_timeout"});
+  check_keys(root, "", {"listen", "tls", "admin", "upstream", "client", "tenants", "pools", "relay", "log", "store", "threads", "drain_timeout"});
   if (auto n = root["drain_timeout"]) c.drain_timeout = as_duration(n, "drain_timeout");
   if (auto n = root["listen"]) c.listen = as_string(n, "listen");
   if (auto n = root["threads"]) c.threads = static_cast<int>(as_int(n, "threads", 1, 256));
@@ -239,6 +239,26 @@ Config parse_config(const std::string& yaml_text) {
     if (auto n = relay["close_grace"]) c.relay.close_grace = as_duration(n, "relay.close_grace");
     if (auto n = relay["idle_after"]) c.relay.idle_after = as_duration(n, "relay.idle_after");
   }
+  if (auto store = root["store"]; store && !store.IsNull()) {
+    check_keys(store, "store", {"enabled", "data_dir", "url", "heartbeat", "flush_interval", "queue_limit", "instance",
+                                "retention"});
+    if (auto n = store["enabled"]) c.store.enabled = as_bool(n, "store.enabled");
+    if (auto n = store["data_dir"]) c.store.data_dir = as_string(n, "store.data_dir");
+    if (auto n = store["url"]) c.store.url = as_string(n, "store.url");
+    if (auto n = store["heartbeat"]) c.store.heartbeat = as_duration(n, "store.heartbeat");
+    if (auto n = store["flush_interval"]) c.store.flush_interval = as_duration(n, "store.flush_interval");
+    if (auto n = store["queue_limit"]) c.store.queue_limit = static_cast<std::size_t>(as_int(n, "store.queue_limit", 100, 10'000'000));
+    if (auto n = store["instance"]) c.store.instance = as_string(n, "store.instance");
+    if (auto r = store["retention"]; r && !r.IsNull()) {
+      check_keys(r, "store.retention", {"sessions", "events", "seconds", "minutes", "rollup_after", "interval"});
+      if (auto n = r["sessions"]) c.store.retention.sessions = as_duration(n, "store.retention.sessions");
+      if (auto n = r["events"]) c.store.retention.events = as_duration(n, "store.retention.events");
+      if (auto n = r["seconds"]) c.store.retention.seconds = as_duration(n, "store.retention.seconds");
+      if (auto n = r["minutes"]) c.store.retention.minutes = as_duration(n, "store.retention.minutes");
+      if (auto n = r["rollup_after"]) c.store.retention.rollup_after = as_duration(n, "store.retention.rollup_after");
+      if (auto n = r["interval"]) c.store.retention.interval = as_duration(n, "store.retention.interval");
+    }
+  }
   if (auto log = root["log"]; log && !log.IsNull()) {
     check_keys(log, "log", {"level"});
     if (auto n = log["level"]) c.log.level = as_string(n, "log.level");
@@ -272,6 +292,8 @@ void apply_environment(Config& c, const char* (*getenv)(const char*)) {
   if (auto v = env("SLUICE_UPSTREAM_URL")) c.upstream.url = *v;
   if (auto v = env("SLUICE_AGENT_UPSTREAM_URL")) c.upstream.agent_url = *v;
   if (auto v = env("SLUICE_LOG_LEVEL")) c.log.level = *v;
+  if (auto v = env("SLUICE_STORE_URL")) c.store.url = *v;
+  if (auto v = env("SLUICE_DATA_DIR")) c.store.data_dir = *v;
   if (auto v = env("SLUICE_TLS_CERT")) c.tls.cert_file = *v;
   if (auto v = env("SLUICE_TLS_KEY")) c.tls.key_file = *v;
   if (auto v = env("SLUICE_THREADS")) {
@@ -305,6 +327,14 @@ void validate(const Config& c) {
   if (c.client.handshake_timeout <= Seconds(0))
     throw ConfigError("client.handshake_timeout", "must be positive");
   if (c.relay.ping_interval <= Seconds(0)) throw ConfigError("relay.ping_interval", "must be positive");
+  if (c.store.heartbeat <= Seconds(0)) throw ConfigError("store.heartbeat", "must be positive");
+  if (c.store.flush_interval <= Seconds(0)) throw ConfigError("store.flush_interval", "must be positive");
+  if (c.store.retention.interval <= Seconds(0)) throw ConfigError("store.retention.interval", "must be positive");
+  if (c.store.enabled && c.store.url.empty() && c.store.data_dir.empty())
+    throw ConfigError("store.data_dir", "must name a directory when store.url is unset");
+  if (auto u = c.store.url; !u.empty() && u.find("://") != std::string::npos && !u.starts_with("postgres://") &&
+                             !u.starts_with("postgresql://") && !u.starts_with("sqlite://"))
+    throw ConfigError("store.url", "expected a file path, sqlite:<path> or postgres://…, got '" + u.substr(0, u.find("://")) + "://…'");
   if (c.relay.close_timeout <= Seconds(0)) throw ConfigError("relay.close_timeout", "must be positive");
   static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "critical", "off"};
   if (!levels.count(c.log.level))

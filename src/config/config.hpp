@@ -106,6 +106,29 @@ struct RelayConfig {
   Seconds idle_after{10};     // a stream with no audio for this long shows as "idle"
 };
 
+// The durable history (sessions, events, concurrency samples).
+struct RetentionConfig {
+  Seconds sessions{90 * 86400.0};
+  Seconds events{90 * 86400.0};
+  Seconds seconds{7 * 86400.0};      // per-second concurrency samples
+  Seconds minutes{400 * 86400.0};    // per-minute concurrency samples
+  Seconds rollup_after{86400.0};     // per-second samples older than this become per-minute
+  Seconds interval{3600.0};          // how often retention runs
+};
+
+struct StoreConfig {
+  bool enabled = true;
+  std::string data_dir = "sluice-data";
+  std::string url;                   // file path, sqlite:<path> or postgres://…; default <data_dir>/history.db
+  Seconds heartbeat{5};              // open rows' last activity is refreshed this often
+  Seconds flush_interval{0.2};       // how often the writer commits a batch
+  std::size_t queue_limit = 10000;   // events waiting for the writer beyond this are dropped (and counted)
+  std::string instance;              // names this gateway in the runs table; default host:listen port
+  RetentionConfig retention;
+
+  std::string effective_url() const { return url.empty() ? data_dir + "/history.db" : url; }
+};
+
 struct LogConfig {
   std::string level = "info";  // trace, debug, info, warn, error
 };
@@ -121,6 +144,7 @@ struct Config {
   Seconds drain_timeout{30};      // SIGTERM: how long streams may run on before being ended
   RelayConfig relay;
   LogConfig log;
+  StoreConfig store;
   int threads = 1;
 
   bool pass_through() const {
