@@ -11,9 +11,14 @@ namespace sluice::history {
 
 using Micros = std::int64_t;
 
-// How a stream ended. `open` while it runs; `interrupted` when the gateway
-// that held it stopped without closing it (found at the next start).
-enum class Outcome { open, completed, reaped, refused, queue_timeout, upstream_refused, interrupted };
+// How a stream ended. `open` while it runs; `refused` by the gateway at once
+// (quota, full queue, no pool, shutting down); `queue_timeout` after waiting;
+// `abandoned` when the client left before its stream opened (in the queue or
+// during the upgrade); `upstream_refused` when the vendor refused the
+// handshake or could not be reached; `reaped` when the pool's hygiene closed
+// it; `interrupted` when the gateway that held it stopped without closing it
+// (found at the next start, or by another gateway once the run is stale).
+enum class Outcome { open, completed, reaped, refused, queue_timeout, upstream_refused, abandoned, interrupted };
 std::string_view outcome_name(Outcome o);
 std::optional<Outcome> outcome_from_name(std::string_view s);
 

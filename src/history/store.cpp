@@ -16,6 +16,7 @@ std::string_view outcome_name(Outcome o) {
     case Outcome::refused: return "refused";
     case Outcome::queue_timeout: return "queue_timeout";
     case Outcome::upstream_refused: return "upstream_refused";
+    case Outcome::abandoned: return "abandoned";
     case Outcome::interrupted: return "interrupted";
   }
   return "open";
@@ -23,7 +24,7 @@ std::string_view outcome_name(Outcome o) {
 
 std::optional<Outcome> outcome_from_name(std::string_view s) {
   for (auto o : {Outcome::open, Outcome::completed, Outcome::reaped, Outcome::refused, Outcome::queue_timeout,
-                 Outcome::upstream_refused, Outcome::interrupted})
+                 Outcome::upstream_refused, Outcome::abandoned, Outcome::interrupted})
     if (outcome_name(o) == s) return o;
   return std::nullopt;
 }
@@ -263,15 +264,24 @@ std::int64_t Store::begin_run(const RunRecord& run) {
 }
 
 void Store::end_run(std::int64_t run_id, Micros at) {
-  std::array<Value, 3> p{at, at, run_id};
-  db_->run("UPDATE runs SET stopped_at = ?, last_seen_at = ? WHERE run_id = ?", p);
+  transaction(*db_, [&] {
+    // A row this run could not close (its stream outlived the shutdown)
+    // ends at its last known activity.
+    std::array<Value, 1> id{run_id};
+    db_->run("UPDATE sessions SET outcome = 'interrupted', outcome_reason = 'gateway stopped without closing it', "
+             "closed_at = CASE WHEN opened_at IS NOT NULL AND last_seen_at < opened_at THEN opened_at ELSE last_seen_at END "
+             "WHERE closed_at IS NULL AND run_id = ?",
+             id);
+    std::array<Value, 3> p{at, at, run_id};
+    db_->run("UPDATE runs SET stopped_at = ?, last_seen_at = ? WHERE run_id = ?", p);
+  });
 }
 
 std::int64_t Store::recover_interrupted(std::int64_t self, const std::string& instance, Micros stale_before) {
   std::int64_t n = 0;
   transaction(*db_, [&] {
     const char* dead_runs =
-        "SELECT run_id FROM runs WHERE run_id <> ? AND stopped_at IS NULL AND (instance = ? OR last_seen_at < ?)";
+        "SELECT run_id FROM runs WHERE run_id <> ? AND (stopped_at IS NOT NULL OR instance = ? OR last_seen_at < ?)";
     std::array<Value, 3> p{self, instance, stale_before};
     // An interrupted row ends at its last known activity; it never ends
     // before it opened.
@@ -282,7 +292,8 @@ std::int64_t Store::recover_interrupted(std::int64_t self, const std::string& in
         dead_runs);
     n = db_->run(sql, p);
     // Those runs are over: their end is their last sign of life.
-    db_->run(fmt::format("UPDATE runs SET stopped_at = last_seen_at WHERE run_id IN ({})", dead_runs), p);
+    db_->run(fmt::format("UPDATE runs SET stopped_at = last_seen_at WHERE stopped_at IS NULL AND run_id IN ({})", dead_runs),
+             p);
     db_->run(
         "UPDATE meta SET value = (SELECT COALESCE(MAX(closed_at - opened_at), 0) FROM sessions WHERE opened_at IS NOT "
         "NULL AND closed_at IS NOT NULL) WHERE name = 'longest_span'");

@@ -40,6 +40,15 @@ double SessionEntry::audio_seconds() const {
   return meta_duration_.value_or(0);
 }
 
+double SessionEntry::idle_seconds_until(std::int64_t until) const {
+  const auto& c = counters_;
+  auto idle = c.idle_ns.load(std::memory_order_relaxed);
+  auto since = c.last_audio_ns.load(std::memory_order_relaxed);
+  if (!since) since = c.upstream_open_ns.load(std::memory_order_relaxed);
+  if (since && until - since > kSilentGapNs) idle += until - since;
+  return static_cast<double>(idle) / 1e9;
+}
+
 void SessionEntry::set_end_handler(std::function<void()> handler) {
   std::lock_guard lock(mutex_);
   end_handler_ = std::move(handler);

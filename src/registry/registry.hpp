@@ -51,16 +51,39 @@ struct SessionCounters {
   // Nanoseconds since the epoch (system clock); 0 = never.
   std::atomic<std::int64_t> upstream_open_ns{0}, last_audio_ns{0}, last_text_ns{0}, last_upstream_ns{0};
   std::atomic<std::int64_t> last_keep_alive_ns{0};
+  // For the history: admitted to its pool, first client audio, upstream leg
+  // gone (its capacity released), and the time spent open without client
+  // audio for more than kSilentGapNs at a stretch.
+  std::atomic<std::int64_t> admitted_ns{0}, first_audio_ns{0}, closed_ns{0}, idle_ns{0};
   std::atomic<int> state{static_cast<int>(SessionState::queued)};
 };
 
 std::int64_t now_ns();
+
+// A pause in client audio longer than this counts as idle time (open, billed,
+// but no audio).
+constexpr std::int64_t kSilentGapNs = 1'000'000'000;
+
+// Notes an audio frame arriving at `now` (the relay's hot path: a few relaxed
+// atomics, no lock).
+inline void note_audio(SessionCounters& c, std::int64_t now) {
+  auto prev = c.last_audio_ns.load(std::memory_order_relaxed);
+  if (prev == 0) {
+    c.first_audio_ns.store(now, std::memory_order_relaxed);
+    prev = c.upstream_open_ns.load(std::memory_order_relaxed);
+  }
+  if (prev && now - prev > kSilentGapNs) c.idle_ns.fetch_add(now - prev, std::memory_order_relaxed);
+  c.last_audio_ns.store(now, std::memory_order_relaxed);
+}
 
 class SessionEntry {
  public:
   explicit SessionEntry(SessionInfo info) : info_(std::move(info)) {}
 
   const SessionInfo& info() const { return info_; }
+  // Idle seconds so far (see kSilentGapNs), counting the current silence up
+  // to `until` when it is already longer than the gap.
+  double idle_seconds_until(std::int64_t until) const;
   SessionCounters& counters() { return counters_; }
   const SessionCounters& counters() const { return counters_; }
 
@@ -103,6 +126,7 @@ class Registration {
   ~Registration();
 
   SessionEntry& entry() const { return *entry_; }
+  const std::shared_ptr<SessionEntry>& shared() const { return entry_; }
   SessionEntry* operator->() const { return entry_.get(); }
 
  private:

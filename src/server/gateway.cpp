@@ -1,10 +1,12 @@
 #include "server/gateway.hpp"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include "admin/admin_server.hpp"
 #include "admission/controller.hpp"
 #include "events/event_log.hpp"
+#include "history/recorder.hpp"
 #include "net/listener.hpp"
 #include "registry/registry.hpp"
 #include "session/session.hpp"
@@ -43,6 +45,14 @@ std::unique_ptr<ssl::context> make_upstream_tls(const config::UpstreamConfig& up
   return ctx;
 }
 
+history::Micros micros(config::Seconds s) { return static_cast<history::Micros>(s.count() * 1e6); }
+
+std::string host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "localhost";
+  return buf;
+}
+
 config::Config normalized(config::Config c) {
   config::validate(c);
   if (c.pools.empty()) c.pools = config::default_pools();
@@ -58,6 +68,29 @@ Gateway::Gateway(boost::asio::io_context& ioc, config::Config raw) : ioc_(ioc), 
   services_->admission =
       std::make_shared<admission::Controller>(config.pools, config.tenants, config.upstream.retry_429);
   services_->events = std::make_shared<events::EventLog>();
+  if (config.store.enabled) {
+    auto listen_ep = net::parse_endpoint(config.listen);
+    history::RecorderOptions ro;
+    ro.url = config.store.effective_url();
+    ro.instance = config.store.instance.empty() ? host_name() + ":" + std::to_string(listen_ep.port()) : config.store.instance;
+    ro.version = SLUICE_VERSION;
+    ro.heartbeat = micros(config.store.heartbeat);
+    ro.flush_interval = micros(config.store.flush_interval);
+    ro.queue_limit = config.store.queue_limit;
+    ro.stale_after = std::max<history::Micros>(micros(config.store.heartbeat) * 6, 30'000'000);
+    const auto& rt = config.store.retention;
+    ro.retention = {micros(rt.sessions), micros(rt.events), micros(rt.seconds), micros(rt.minutes), micros(rt.rollup_after)};
+    ro.retention_interval = micros(rt.interval);
+    try {
+      services_->recorder = std::make_shared<history::Recorder>(std::move(ro));
+    } catch (const history::DbError& e) {
+      throw std::runtime_error(std::string("history store: ") + e.what());
+    }
+    spdlog::info("history: recording to {} (run {})", services_->recorder->describe(), services_->recorder->run_id());
+    services_->events->subscribe([rec = std::weak_ptr<history::Recorder>(services_->recorder)](const events::Event& e) {
+      if (auto r = rec.lock()) r->event(e);
+    });
+  }
   services_->upstream_tls = make_upstream_tls(config.upstream);
   services_->client_tls = make_client_tls(config.tls);
   auto listen = net::parse_endpoint(config.listen);
@@ -73,7 +106,9 @@ Gateway::Gateway(boost::asio::io_context& ioc, config::Config raw) : ioc_(ioc), 
                                            std::move(admin_token), ready_});
 }
 
-Gateway::~Gateway() = default;
+Gateway::~Gateway() {
+  if (services_->recorder) services_->recorder->stop();
+}
 
 void Gateway::start() {
   listener_->start();
@@ -134,5 +169,6 @@ boost::asio::ip::tcp::endpoint Gateway::admin_endpoint() const { return admin_->
 registry::Registry& Gateway::registry() { return *services_->registry; }
 admission::Controller& Gateway::admission() { return *services_->admission; }
 events::EventLog& Gateway::events() { return *services_->events; }
+history::Recorder* Gateway::recorder() { return services_->recorder.get(); }
 
 }  // namespace sluice::server

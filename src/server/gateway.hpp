@@ -31,6 +31,9 @@ class Controller;
 namespace sluice::events {
 class EventLog;
 }
+namespace sluice::history {
+class Recorder;
+}
 
 namespace sluice::server {
 
@@ -59,6 +62,7 @@ class Gateway {
   registry::Registry& registry();
   admission::Controller& admission();
   events::EventLog& events();
+  history::Recorder* recorder();  // null when the history is off
   bool ready() const { return ready_.load(); }
 
  private:

@@ -28,6 +28,7 @@
 #include <random>
 #include <sys/socket.h>
 
+#include "history/recorder.hpp"
 #include "net/listener.hpp"
 #include "protocol/audio.hpp"
 #include "protocol/credential.hpp"
@@ -169,7 +170,8 @@ class Relay {
   // Called once, as soon as the upstream leg is closed (its lease returns).
   void on_upstream_gone(std::function<void()> fn) { upstream_gone_ = std::move(fn); }
 
-  // How the stream ended, for the summary line.
+  // How the stream ended, for the summary line and the history.
+  const std::string& reap_reason() const { return reap_reason_; }
   std::string closed_by = "unknown";
   int close_code = 0;
   std::string close_reason;
@@ -262,7 +264,7 @@ class Relay {
       if (!text) {
         counters_.audio_messages.fetch_add(1, std::memory_order_relaxed);
         counters_.audio_bytes.fetch_add(size, std::memory_order_relaxed);
-        counters_.last_audio_ns.store(now, std::memory_order_relaxed);
+        registry::note_audio(counters_, now);
       } else {
         counters_.last_text_ns.store(now, std::memory_order_relaxed);
         auto data = static_cast<const char*>(buf.data().data());
@@ -753,6 +755,15 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
                     : "refusal";
     if (admitted.refusal == Refusal::abandoned) type = "queue_abandoned";
     services.events->record(type, std::move(ev));
+    if (services.recorder) {
+      history::Ending how;
+      how.outcome = history::Outcome::refused;
+      if (admitted.refusal == Refusal::abandoned) how.outcome = history::Outcome::abandoned;
+      if (std::string_view(type) == "queue_timeout") how.outcome = history::Outcome::queue_timeout;
+      how.outcome_reason = admission::refusal_name(admitted.refusal);
+      how.closed_by = "gateway";
+      services.recorder->not_opened(entry, how);
+    }
     spdlog::info("[S{}] not admitted to pool '{}': {} (in use {}/{}, {} waiting, waited {:.2f} s)", id, admitted.pool,
                  admission::refusal_name(admitted.refusal), admitted.in_use, admitted.effective_limit,
                  admitted.queued, admitted.waited_seconds);
@@ -765,6 +776,8 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
   auto lease = std::move(admitted.lease);
   auto pool_cfg = services.admission->pool_config(*pool).value_or(config::PoolConfig{});
   entry.set_state(registry::SessionState::connecting);
+  entry.counters().admitted_ns.store(registry::now_ns(), std::memory_order_relaxed);
+  if (services.recorder) services.recorder->admitted(registration.shared());
 
   // 6. Upstream first: the client is accepted only once the vendor said 101.
   // A 429 although the pool had room is recorded with a snapshot of who held
@@ -832,6 +845,18 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
       r = sluice_error(502, "UPSTREAM_UNAVAILABLE", "sluice: cannot reach the upstream: " + conn.error.message());
       spdlog::warn("[S{}] upstream unreachable: {}", id, conn.error.message());
     }
+    if (services.recorder) {
+      history::Ending how;
+      how.outcome = history::Outcome::upstream_refused;
+      if (conn.refusal)
+        how.outcome_reason = fmt::format("upstream answered {}", conn.refusal->status);
+      else if (conn.timed_out)
+        how.outcome_reason = "upstream handshake timed out";
+      else
+        how.outcome_reason = "upstream unreachable: " + conn.error.message();
+      how.closed_by = "upstream";
+      services.recorder->not_opened(entry, how);
+    }
     tcp_layer.expires_after(handshake_deadline);
     co_await send_refusal(stream, r, id);
     co_return;
@@ -853,6 +878,13 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
   auto [aec] = co_await client.async_accept(req, use_tuple);
   if (aec) {
     spdlog::debug("[S{}] client went away during the upgrade: {}", id, aec.message());
+    if (services.recorder) {
+      history::Ending how;
+      how.outcome = history::Outcome::abandoned;
+      how.outcome_reason = "client left during the upgrade: " + aec.message();
+      how.closed_by = "client";
+      services.recorder->not_opened(entry, how);
+    }
     std::visit([](auto& ws) {
       boost::system::error_code ignored;
       beast::get_lowest_layer(*ws).socket().close(ignored);
@@ -862,6 +894,7 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
   beast::get_lowest_layer(client).expires_never();
   entry.counters().upstream_open_ns.store(registry::now_ns(), std::memory_order_relaxed);
   entry.set_state(registry::SessionState::open);
+  if (services.recorder) services.recorder->opened(entry);
   spdlog::debug("[S{}] open: tenant={} pool={} {} request_id={} client={}", id, tenant, *pool,
                 route.target.substr(0, route.target.find('?')), conn.request_id, peer);
 
@@ -873,11 +906,22 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
         set_relay_timeouts(*upstream_ws, cfg.relay, cfg.relay.ping_interval * 2);
         Relay relay(client, *upstream_ws, entry, cfg.relay, pool_cfg, *services.events, *services.registry);
         relay.on_upstream_gone([&] {
+          entry.counters().closed_ns.store(registry::now_ns(), std::memory_order_relaxed);
+          if (services.recorder) services.recorder->upstream_closed(entry);
           leg.reset();
           lease.release();
         });
         co_await relay.run();
         log_summary(entry, relay.closed_by, relay.close_code, relay.close_reason);
+        if (services.recorder) {
+          history::Ending how;
+          how.outcome = relay.reap_reason().empty() ? history::Outcome::completed : history::Outcome::reaped;
+          how.outcome_reason = relay.reap_reason();
+          how.closed_by = relay.closed_by;
+          if (relay.close_code) how.close_code = relay.close_code;
+          how.close_reason = relay.close_reason;
+          services.recorder->finished(entry, how);
+        }
       },
       conn.ws);
 }

@@ -17,6 +17,10 @@
 #include "registry/registry.hpp"
 #include "upstream/connector.hpp"
 
+namespace sluice::history {
+class Recorder;
+}
+
 namespace sluice::session {
 
 // What sessions read from configuration: an immutable snapshot, replaced whole
@@ -38,6 +42,7 @@ struct SessionServices {
   std::shared_ptr<registry::Registry> registry;
   std::shared_ptr<admission::Controller> admission;
   std::shared_ptr<events::EventLog> events;
+  std::shared_ptr<history::Recorder> recorder;  // null when the history is off
   std::unique_ptr<boost::asio::ssl::context> upstream_tls;
   std::unique_ptr<boost::asio::ssl::context> client_tls;  // null: plain TCP
   std::atomic<std::shared_ptr<const SessionPolicy>> policy;

@@ -205,7 +205,7 @@ export class Stack {
     // Only used if the token from the environment were missing; keeps the tree clean.
     argv.push("--admin-token-file", join(dir, "admin.token"));
     argv.push(...args);
-    const proc = new Proc("serve", argv, childEnv({ SLUICE_ADMIN_TOKEN: token, ...env }));
+    const proc = new Proc("serve", argv, childEnv({ SLUICE_ADMIN_TOKEN: token, SLUICE_DATA_DIR: join(dir, "data"), ...env }));
     this.procs.push(proc);
     const m = await proc.waitForLine(/^sluice listening on (\S+) admin (\S+)\s*$/);
     const gw = { proc, listen: m[1], url: `ws://${m[1]}`, admin: m[2], token };

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <regex>
 #include <stdexcept>
@@ -21,6 +22,15 @@ namespace sluice::testing {
 class ChildProcess {
  public:
   explicit ChildProcess(std::vector<std::string> args) {
+    // A gateway started by a test records its history under /tmp unless the
+    // test chose a place, never in the working directory.
+    if (!std::getenv("SLUICE_DATA_DIR")) {
+      static std::string dir = [] {
+        char d[] = "/tmp/sluice-proc-XXXXXX";
+        return std::string(::mkdtemp(d) ? d : "/tmp");
+      }();
+      ::setenv("SLUICE_DATA_DIR", dir.c_str(), 0);
+    }
     int out[2];
     if (pipe(out) != 0) throw std::runtime_error("pipe");
     posix_spawn_file_actions_t fa;

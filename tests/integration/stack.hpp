@@ -10,6 +10,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <future>
 #include <memory>
@@ -21,6 +23,7 @@
 #include "protocol/credential.hpp"
 #include "admission/controller.hpp"
 #include "events/event_log.hpp"
+#include "history/recorder.hpp"
 #include "registry/registry.hpp"
 #include "server/gateway.hpp"
 #include "sim/simulator.hpp"
@@ -60,7 +63,14 @@ class Stack {
     c.upstream.url = "ws://" + net::to_string(sim_->endpoint());
     c.upstream.api_key = "sim-key";
     c.client.handshake_timeout = std::chrono::seconds(5);
+    // Each stack records its history in a directory of its own.
+    char dir[] = "/tmp/sluice-test-XXXXXX";
+    if (!::mkdtemp(dir)) throw std::runtime_error("mkdtemp failed");
+    data_dir_ = dir;
+    c.store.data_dir = data_dir_;
+    c.store.flush_interval = std::chrono::milliseconds(50);
     if (tweak) tweak(c, *this);
+    history_url_ = c.store.effective_url();
     gateway_ = std::make_unique<server::Gateway>(ioc_, std::move(c));
     gateway_->start();
     thread_ = std::thread([this] { ioc_.run(); });
@@ -75,6 +85,9 @@ class Stack {
     work_.reset();
     ioc_.stop();
     thread_.join();
+    gateway_.reset();
+    std::error_code ignored;
+    std::filesystem::remove_all(data_dir_, ignored);
   }
 
   // Runs fn on the I/O thread and waits for it.
@@ -94,6 +107,10 @@ class Stack {
   std::string test_upstream_url() const { return "ws://127.0.0.1:" + std::to_string(upstream_->port()); }
   registry::Registry& registry() { return gateway_->registry(); }
   server::Gateway& gateway() { return *gateway_; }
+  history::Recorder& recorder() { return *gateway_->recorder(); }
+  // The history database this stack records to (removed with the stack).
+  const std::string& history_url() const { return history_url_; }
+  const std::string& data_dir() const { return data_dir_; }
 
  private:
   asio::io_context ioc_;
@@ -102,6 +119,7 @@ class Stack {
   std::unique_ptr<TestUpstream> upstream_;
   std::unique_ptr<server::Gateway> gateway_;
   std::thread thread_;
+  std::string data_dir_, history_url_;
 };
 
 // Tweaks for Stack: the programmable echo upstream instead of the simulator;
