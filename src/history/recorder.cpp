@@ -212,11 +212,12 @@ void Recorder::run() {
   auto next_retention = now_us();
   Micros backoff = 0;
   for (;;) {
-    bool stopping;
+    bool stopping, flushing;
     {
       std::unique_lock lock(mutex_);
       auto wait = std::chrono::microseconds(std::max<Micros>(options_.flush_interval, backoff));
       wake_.wait_for(lock, wait, [&] { return stopping_ || flush_requested_; });
+      flushing = flush_requested_;
       flush_requested_ = false;
       stopping = stopping_;
     }
@@ -230,7 +231,14 @@ void Recorder::run() {
     std::map<Key, SessionRecord> sessions;
     {
       std::lock_guard lock(mutex_);
-      for (auto& [pool, pc] : pools_) close_pool(pool, pc, now / 1'000'000, samples_);
+      for (auto& [pool, pc] : pools_) {
+        close_pool(pool, pc, now / 1'000'000, samples_);
+        // On a flush or at the end, the second in progress too, as far as it
+        // went (the store merges it with the rest later: max of maxima, min
+        // of minima).
+        if ((flushing || stopping) && pc.second && (pc.max > 0 || pc.min > 0))
+          samples_.push_back({run_id_, pool, pc.second, 1, pc.max, pc.min});
+      }
       sessions.swap(pending_);
       batch.events.swap(events_);
       batch.samples.swap(samples_);
