@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include "admin/metrics.hpp"
 #include "admin/sessions_json.hpp"
 #include "admission/controller.hpp"
 #include "events/event_log.hpp"
@@ -111,6 +112,11 @@ class Handler {
     if (!url) return error_response(req, http::status::bad_request, "bad_request", "malformed request target");
     std::string path = url->path();
     if (path == "/healthz") return text(req, http::status::ok, "ok\n");
+    if (path == "/metrics") {
+      auto res = text(req, http::status::ok, render_metrics(*deps_.registry, *deps_.admission, deps_.recorder.get()));
+      res.set(http::field::content_type, "text/plain; version=0.0.4");
+      return res;
+    }
     if (path == "/readyz")
       return deps_.ready.load() ? text(req, http::status::ok, "ready\n")
                                 : text(req, http::status::service_unavailable, "not ready\n");

@@ -21,6 +21,9 @@ class Controller;
 namespace sluice::events {
 class EventLog;
 }
+namespace sluice::history {
+class Recorder;
+}
 
 namespace sluice::admin {
 
@@ -28,6 +31,7 @@ struct AdminDeps {
   std::shared_ptr<registry::Registry> registry;
   std::shared_ptr<admission::Controller> admission;
   std::shared_ptr<events::EventLog> events;
+  std::shared_ptr<history::Recorder> recorder;  // null when the history is off
   std::string token;
   const std::atomic<bool>& ready;
 };

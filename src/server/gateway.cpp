@@ -103,7 +103,7 @@ Gateway::Gateway(boost::asio::io_context& ioc, config::Config raw) : ioc_(ioc), 
       "gateway");
   admin_ = std::make_unique<admin::AdminServer>(
       ioc_, admin_listen, admin::AdminDeps{services_->registry, services_->admission, services_->events,
-                                           std::move(admin_token), ready_});
+                                           services_->recorder, std::move(admin_token), ready_});
 }
 
 Gateway::~Gateway() {

@@ -141,7 +141,7 @@ TEST(History, EveryStreamIsRecordedWithItsIntervalOutcomeAndConcurrency) {
 }
 
 TEST(History, StalledDatabaseStallsNeitherTheRelayNorLosesARow) {
-  Stack s;
+  Stack s({}, [](config::Config& c, Stack&) { c.store.queue_limit = 100; });
   ASSERT_TRUE(s.recorder().flush(10'000'000));
   // Another connection takes the write lock and keeps it.
   auto path = s.history_url();
@@ -165,6 +165,15 @@ TEST(History, StalledDatabaseStallsNeitherTheRelayNorLosesARow) {
   EXPECT_GE(stalled.pending_sessions, 1u);
   EXPECT_FALSE(stalled.last_error.empty());
   EXPECT_FALSE(s.recorder().flush(100'000));  // nothing commits while locked
+  // Events beyond the queue's bound are dropped, counted and shown; rows never are.
+  for (int i = 0; i < 150; ++i) s.gateway().events().record("test", {});
+  EXPECT_GE(s.recorder().stats().events_dropped, 50u);
+  auto metrics = admin_call(s.admin_port(), http::verb::get, "/metrics", "");
+  EXPECT_EQ(metrics.result_int(), 200);
+  EXPECT_NE(metrics.body().find("sluice_history_events_dropped_total "), std::string::npos);
+  EXPECT_EQ(metrics.body().find("sluice_history_events_dropped_total 0\n"), std::string::npos);
+  EXPECT_EQ(metrics.body().find("sluice_history_write_failures_total 0\n"), std::string::npos);
+  EXPECT_NE(metrics.body().find("sluice_pool_in_use{pool=\"streaming\"} 0"), std::string::npos) << metrics.body();
 
   ASSERT_EQ(sqlite3_exec(blocker, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(blocker);
