@@ -273,6 +273,14 @@ std::int64_t Store::recover_interrupted(std::int64_t self, const std::string& in
     const char* dead_runs =
         "SELECT run_id FROM runs WHERE run_id <> ? AND stopped_at IS NULL AND (instance = ? OR last_seen_at < ?)";
     std::array<Value, 3> p{self, instance, stale_before};
+    // The longest of the intervals about to be closed, so the overlap query's
+    // bound covers them (from the still-open rows alone, not a scan of every
+    // row).
+    Micros longest = 0;
+    db_->query(fmt::format("SELECT COALESCE(MAX(last_seen_at - opened_at), 0) FROM sessions WHERE closed_at IS NULL "
+                           "AND opened_at IS NOT NULL AND run_id IN ({})",
+                           dead_runs),
+               p, [&](const Row& r) { longest = r.integer(0); });
     // An interrupted row ends at its last known activity; it never ends
     // before it opened.
     auto sql = fmt::format(
@@ -283,9 +291,10 @@ std::int64_t Store::recover_interrupted(std::int64_t self, const std::string& in
     n = db_->run(sql, p);
     // Those runs are over: their end is their last sign of life.
     db_->run(fmt::format("UPDATE runs SET stopped_at = last_seen_at WHERE run_id IN ({})", dead_runs), p);
-    db_->run(
-        "UPDATE meta SET value = (SELECT COALESCE(MAX(closed_at - opened_at), 0) FROM sessions WHERE opened_at IS NOT "
-        "NULL AND closed_at IS NOT NULL) WHERE name = 'longest_span'");
+    if (longest > 0) {
+      std::array<Value, 2> q{longest, longest};
+      db_->run("UPDATE meta SET value = ? WHERE name = 'longest_span' AND value < ?", q);
+    }
   });
   return n;
 }
