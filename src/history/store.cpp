@@ -110,6 +110,10 @@ CREATE TABLE meta (
 INSERT INTO meta (name, value) VALUES ('longest_span', 0);
 )",
                   id),
+      // The overlap query's still-open branch (closed_at IS NULL AND
+      // opened_at < ?) had only the full opened_at index, so it read every
+      // row opened before the range's end; this one holds the open rows only.
+      "CREATE INDEX sessions_open_since ON sessions (opened_at) WHERE closed_at IS NULL;",
   };
 }
 

@@ -188,6 +188,36 @@ TEST_P(HistoryStoreTest, MigratesOnceAndReopensIdempotently) {
   EXPECT_EQ(keys(*reader, {.from = T, .to = T + 1}), (Keys{{1, 1}}));
 }
 
+TEST_P(HistoryStoreTest, MigratesAVersion1Database) {
+  auto index_exists = [&](Store& store) {
+    std::int64_t n = 0;
+    store.connection().query(postgres() ? "SELECT COUNT(*) FROM pg_indexes WHERE schemaname = current_schema() AND "
+                                          "indexname = 'sessions_open_since'"
+                                        : "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = "
+                                          "'sessions_open_since'",
+                             {}, [&](const Row& r) { n = r.integer(0); });
+    return n == 1;
+  };
+  {
+    // Version 1: the database as the first release of the schema left it.
+    auto store = open();
+    store->connection().exec("DROP INDEX sessions_open_since");
+    store->connection().exec("DELETE FROM schema_version WHERE version > 1");
+    ASSERT_EQ(store->schema_version(), 1);
+    write_sessions(*store, {session(1, 1, T, std::nullopt), session(1, 2, T, T + kS)});
+  }
+  {
+    // A reader of this version reads it as it is.
+    auto reader = open({.read_only = true});
+    EXPECT_EQ(reader->schema_version(), 1);
+    EXPECT_EQ(keys(*reader, {.from = T, .to = T + 1}), (Keys{{1, 1}, {1, 2}}));
+  }
+  auto store = open();
+  EXPECT_EQ(store->schema_version(), kSchemaVersion);
+  EXPECT_TRUE(index_exists(*store));
+  EXPECT_EQ(keys(*store, {.from = T, .to = T + 1}), (Keys{{1, 1}, {1, 2}}));
+}
+
 TEST_P(HistoryStoreTest, RefusesADatabaseWithANewerSchema) {
   {
     auto store = open();
@@ -201,7 +231,7 @@ TEST_P(HistoryStoreTest, RefusesADatabaseWithANewerSchema) {
       FAIL() << "expected DbError";
     } catch (const DbError& e) {
       std::string what = e.what();
-      EXPECT_NE(what.find("schema version 2"), std::string::npos) << what;
+      EXPECT_NE(what.find("schema version " + std::to_string(kSchemaVersion + 1)), std::string::npos) << what;
       EXPECT_NE(what.find("newer than this sluice"), std::string::npos) << what;
       EXPECT_EQ(what.find("sluice-test-password"), std::string::npos) << what;
     }
