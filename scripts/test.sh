@@ -2,6 +2,12 @@
 # Installs dependencies, builds, and runs every test registered in ctest: the
 # unit and integration tests, and the end-to-end tests (tests/e2e, the
 # official Deepgram JS SDK against sluice and its simulator).
+#
+# The history store's tests run on SQLite and on PostgreSQL: this script
+# starts a private PostgreSQL cluster (scripts/test-postgres.sh, 127.0.0.1:55432)
+# and passes its URL in SLUICE_TEST_POSTGRES_URL. A cluster that was already
+# running is reused and left running; one this script started is stopped at
+# the end.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -9,5 +15,15 @@ cd "$root"
 
 bash scripts/install-deps.sh
 bash scripts/build.sh
+
+if [[ -z "${SLUICE_TEST_POSTGRES_URL:-}" ]]; then
+  if ! bash scripts/test-postgres.sh status; then
+    trap 'bash scripts/test-postgres.sh stop || true' EXIT
+  fi
+  echo "test: PostgreSQL for the history tests"
+  SLUICE_TEST_POSTGRES_URL="$(bash scripts/test-postgres.sh start)"
+  export SLUICE_TEST_POSTGRES_URL
+fi
+
 echo "test: ctest"
 ctest --test-dir build --output-on-failure -j1

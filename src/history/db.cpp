@@ -34,8 +34,10 @@ std::string redact_url(const std::string& url) {
   if (!parsed) return "postgres://(unparsable URL)";
   boost::urls::url u(*parsed);
   if (u.has_password()) u.set_password("***");
-  // Passwords in the query (?password=) too.
-  if (u.params().contains("password")) u.params().set("password", "***");
+  // Passwords in the query (?password=) too, however spelled and however
+  // often.
+  if (u.params().contains("password", boost::urls::ignore_case))
+    u.params().set("password", "***", boost::urls::ignore_case);
   return std::string(u.buffer());
 }
 

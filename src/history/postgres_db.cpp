@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <cstdlib>
+#include <map>
 
 #include "history/db.hpp"
 #include "history/db_internal.hpp"
@@ -90,12 +91,24 @@ class PgConnection final : public Connection {
     PQclear(r);
   }
 
+  // Statements that change rows are prepared once per connection (by their
+  // text) and then only executed: the recorder runs the same few for every
+  // batch, and parsing and planning a 31-column upsert each time cost more
+  // than running it. Queries are not: their plans depend on the range.
   std::int64_t run(std::string_view sql, std::span<const Value> params) override {
     ensure_connected();
-    auto text = number_placeholders(sql);
     Params p(params);
-    PGresult* r = PQexecParams(conn_, text.c_str(), static_cast<int>(p.ptrs.size()), nullptr, p.ptrs.data(), nullptr,
-                               nullptr, 0);
+    auto key = std::string(sql);
+    auto it = prepared_.find(key);
+    if (it == prepared_.end()) {
+      auto name = fmt::format("sluice_{}", prepared_.size() + 1);
+      PGresult* r = PQprepare(conn_, name.c_str(), number_placeholders(sql).c_str(), 0, nullptr);
+      check(r, sql);
+      PQclear(r);
+      it = prepared_.emplace(std::move(key), std::move(name)).first;
+    }
+    PGresult* r = PQexecPrepared(conn_, it->second.c_str(), static_cast<int>(p.ptrs.size()), p.ptrs.data(), nullptr,
+                                 nullptr, 0);
     check(r, sql);
     auto n = std::strtoll(PQcmdTuples(r), nullptr, 10);
     PQclear(r);
@@ -135,6 +148,7 @@ class PgConnection final : public Connection {
  private:
   void ensure_connected() {
     if (PQstatus(conn_) == CONNECTION_OK) return;
+    prepared_.clear();  // a new session has none of them
     PQreset(conn_);
     if (PQstatus(conn_) != CONNECTION_OK)
       throw DbError(fmt::format("postgres {}: connection lost: {}", where_, PQerrorMessage(conn_)), true);
@@ -164,6 +178,7 @@ class PgConnection final : public Connection {
 
   std::string where_;
   PGconn* conn_ = nullptr;
+  std::map<std::string, std::string> prepared_;  // statement text -> name
 };
 
 }  // namespace

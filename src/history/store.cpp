@@ -111,6 +111,10 @@ CREATE TABLE meta (
 INSERT INTO meta (name, value) VALUES ('longest_span', 0);
 )",
                   id),
+      // The overlap query's still-open branch (closed_at IS NULL AND
+      // opened_at < ?) had only the full opened_at index, so it read every
+      // row opened before the range's end; this one holds the open rows only.
+      "CREATE INDEX sessions_open_since ON sessions (opened_at) WHERE closed_at IS NULL;",
   };
 }
 
@@ -283,6 +287,14 @@ std::int64_t Store::recover_interrupted(std::int64_t self, const std::string& in
     const char* dead_runs =
         "SELECT run_id FROM runs WHERE run_id <> ? AND (stopped_at IS NOT NULL OR instance = ? OR last_seen_at < ?)";
     std::array<Value, 3> p{self, instance, stale_before};
+    // The longest of the intervals about to be closed, so the overlap query's
+    // bound covers them (from the still-open rows alone, not a scan of every
+    // row).
+    Micros longest = 0;
+    db_->query(fmt::format("SELECT COALESCE(MAX(last_seen_at - opened_at), 0) FROM sessions WHERE closed_at IS NULL "
+                           "AND opened_at IS NOT NULL AND run_id IN ({})",
+                           dead_runs),
+               p, [&](const Row& r) { longest = r.integer(0); });
     // An interrupted row ends at its last known activity; it never ends
     // before it opened.
     auto sql = fmt::format(
@@ -294,9 +306,10 @@ std::int64_t Store::recover_interrupted(std::int64_t self, const std::string& in
     // Those runs are over: their end is their last sign of life.
     db_->run(fmt::format("UPDATE runs SET stopped_at = last_seen_at WHERE stopped_at IS NULL AND run_id IN ({})", dead_runs),
              p);
-    db_->run(
-        "UPDATE meta SET value = (SELECT COALESCE(MAX(closed_at - opened_at), 0) FROM sessions WHERE opened_at IS NOT "
-        "NULL AND closed_at IS NOT NULL) WHERE name = 'longest_span'");
+    if (longest > 0) {
+      std::array<Value, 2> q{longest, longest};
+      db_->run("UPDATE meta SET value = ? WHERE name = 'longest_span' AND value < ?", q);
+    }
   });
   return n;
 }

@@ -13,7 +13,7 @@
 
 namespace sluice::history {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 struct WriteBatch {
   std::vector<SessionRecord> sessions;    // upserts: the whole row each time
