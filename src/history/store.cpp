@@ -272,6 +272,14 @@ void Store::end_run(std::int64_t run_id, Micros at) {
     // A row this run could not close (its stream outlived the shutdown)
     // ends at its last known activity.
     std::array<Value, 1> id{run_id};
+    Micros longest = 0;
+    db_->query("SELECT COALESCE(MAX(last_seen_at - opened_at), 0) FROM sessions WHERE closed_at IS NULL AND "
+               "opened_at IS NOT NULL AND run_id = ?",
+               id, [&](const Row& r) { longest = r.integer(0); });
+    if (longest > 0) {
+      std::array<Value, 2> q{longest, longest};
+      db_->run("UPDATE meta SET value = ? WHERE name = 'longest_span' AND value < ?", q);
+    }
     db_->run("UPDATE sessions SET outcome = 'interrupted', outcome_reason = 'gateway stopped without closing it', "
              "closed_at = CASE WHEN opened_at IS NOT NULL AND last_seen_at < opened_at THEN opened_at ELSE last_seen_at END "
              "WHERE closed_at IS NULL AND run_id = ?",
