@@ -73,6 +73,7 @@ struct ConcurrencySweep::Pool {
       result.peak_until = t;
     }
     committed = count;
+    pending = false;
   }
 };
 
