@@ -1,6 +1,10 @@
 #include "admin/admin_server.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -14,9 +18,13 @@
 #include <spdlog/spdlog.h>
 
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <functional>
+#include <variant>
 
+#include "admin/history_api.hpp"
 #include "admin/metrics.hpp"
 #include "admin/sessions_json.hpp"
 #include "admission/controller.hpp"
@@ -36,6 +44,10 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 using Request = http::request<http::string_body>;
 using Response = http::response<http::string_body>;
+// Work that must not run on the I/O thread (a history query), and what
+// routing a request gives: a response at once, or such work.
+using Job = std::function<Response()>;
+using Routed = std::variant<Response, Job>;
 
 Response json_response(const Request& req, http::status status, const json::value& body) {
   Response res{status, req.version()};
@@ -107,7 +119,7 @@ class Handler {
  public:
   explicit Handler(AdminDeps& deps) : deps_(deps) {}
 
-  Response handle(const Request& req) {
+  Routed handle(const Request& req) {
     auto url = boost::urls::parse_origin_form(req.target());
     if (!url) return error_response(req, http::status::bad_request, "bad_request", "malformed request target");
     std::string path = url->path();
@@ -188,6 +200,8 @@ class Handler {
       spdlog::info("pool '{}': limit set to {} through the admin API", name, limit->as_int64());
       return json_response(req, http::status::ok, pool_json(*deps_.admission->status(name)));
     }
+    constexpr std::string_view history_prefix = "/api/v1/history/";
+    if (path.starts_with(history_prefix)) return history_request(req, *url, path.substr(history_prefix.size()));
     if (path == "/api/v1/events") {
       if (req.method() != http::verb::get) return method_not_allowed(req, "GET");
       events::EventFilter f;
@@ -294,10 +308,55 @@ class Handler {
     return json_response(req, http::status::ok, o);
   }
 
+  Routed history_request(const Request& req, const boost::urls::url_view& url, const std::string& endpoint) {
+    if (!is_history_endpoint(endpoint))
+      return error_response(req, http::status::not_found, "not_found",
+                            "no history endpoint '" + endpoint + "' (known: sessions, concurrency, peaks, usage)");
+    if (req.method() != http::verb::get) return method_not_allowed(req, "GET");
+    if (deps_.store_url.empty())
+      return error_response(req, http::status::not_found, "history_disabled",
+                            "the history is disabled on this gateway (store.enabled is false)");
+    std::vector<std::pair<std::string, std::string>> params;
+    for (auto p : url.params()) params.emplace_back(p.key, p.value);
+    Request head{http::verb::get, "", req.version()};
+    head.keep_alive(req.keep_alive());
+    return Job([head = std::move(head), endpoint, params = std::move(params), store_url = deps_.store_url] {
+      auto now = std::chrono::duration_cast<std::chrono::microseconds>(
+                     std::chrono::system_clock::now().time_since_epoch()).count();
+      try {
+        auto answer = history_answer(endpoint, params, store_url, now);
+        return json_response(head, static_cast<http::status>(answer.status), answer.body);
+      } catch (const std::exception& e) {
+        return error_response(head, http::status::internal_server_error, "internal_error", e.what());
+      }
+    });
+  }
+
   AdminDeps& deps_;
 };
 
-asio::awaitable<void> serve_admin(tcp::socket socket, AdminDeps& deps) {
+// Runs `job` on the pool and completes with its response on the caller's
+// executor (kept busy meanwhile). `job` is moved from when the operation
+// starts. A plain operation rather than a coroutine lambda: GCC 12 mishandles
+// non-trivial temporaries in a co_await expression.
+template <typename Token>
+auto async_run(asio::thread_pool& pool, Job& job, Token&& token) {
+  return asio::async_initiate<Token, void(Response)>(
+      [&pool, &job](auto handler) {
+        auto work = asio::make_work_guard(asio::get_associated_executor(handler));
+        asio::post(pool, [handler = std::move(handler), work = std::move(work), job = std::move(job)]() mutable {
+          auto res = job();
+          auto ex = work.get_executor();
+          asio::dispatch(ex, [handler = std::move(handler), res = std::move(res)]() mutable {
+            std::move(handler)(std::move(res));
+          });
+          work.reset();
+        });
+      },
+      token);
+}
+
+asio::awaitable<void> serve_admin(tcp::socket socket, AdminDeps& deps, asio::thread_pool& pool) {
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
   Handler handler(deps);
@@ -310,7 +369,13 @@ asio::awaitable<void> serve_admin(tcp::socket socket, AdminDeps& deps) {
     (void)n;
     if (ec) break;
     auto req = parser.release();
-    auto res = handler.handle(req);
+    auto routed = handler.handle(req);
+    Response res;
+    if (auto* job = std::get_if<Job>(&routed)) {
+      res = co_await async_run(pool, *job, asio::use_awaitable);
+    } else {
+      res = std::move(std::get<Response>(routed));
+    }
     bool keep = res.keep_alive();
     auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);
     (void)wn;
@@ -322,12 +387,17 @@ asio::awaitable<void> serve_admin(tcp::socket socket, AdminDeps& deps) {
 
 }  // namespace
 
-AdminServer::AdminServer(asio::io_context& ioc, const tcp::endpoint& listen, AdminDeps deps) : deps_(std::move(deps)) {
+// Two threads: a long query does not hold up the next, and the machine's
+// I/O threads keep their cores.
+AdminServer::AdminServer(asio::io_context& ioc, const tcp::endpoint& listen, AdminDeps deps)
+    : deps_(std::move(deps)), history_pool_(std::make_unique<asio::thread_pool>(2)) {
   listener_ = std::make_unique<net::Listener>(
-      ioc, listen, [this](tcp::socket s) { return serve_admin(std::move(s), deps_); }, "admin");
+      ioc, listen, [this](tcp::socket s) { return serve_admin(std::move(s), deps_, *history_pool_); }, "admin");
 }
 
-AdminServer::~AdminServer() = default;
+// Queries under way finish first: their answers go to the I/O executor,
+// which outlives this server.
+AdminServer::~AdminServer() { history_pool_->join(); }
 void AdminServer::start() { listener_->start(); }
 void AdminServer::stop() { listener_->stop(); }
 tcp::endpoint AdminServer::endpoint() const { return listener_->local_endpoint(); }

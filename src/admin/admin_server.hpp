@@ -1,7 +1,9 @@
 #pragma once
 // The operators' HTTP API on its own listener: live sessions (list, inspect,
-// end gracefully), pools (view, change a limit), events, health and readiness. Every /api/ path requires
-// `Authorization: Bearer <admin token>`. Runs on the io_context it is given.
+// end gracefully), pools (view, change a limit), events, the history
+// (sessions, concurrency, peaks, usage), health and readiness. Every /api/
+// path requires `Authorization: Bearer <admin token>`. Runs on the io_context
+// it is given; history queries run on a small thread pool of its own.
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
@@ -11,6 +13,9 @@
 
 #include "registry/registry.hpp"
 
+namespace boost::asio {
+class thread_pool;
+}
 namespace sluice::net {
 class Listener;
 }
@@ -34,6 +39,7 @@ struct AdminDeps {
   std::shared_ptr<history::Recorder> recorder;  // null when the history is off
   std::string token;
   const std::atomic<bool>& ready;
+  std::string store_url;  // the history database, read-only; empty: history disabled
 };
 
 class AdminServer {
@@ -46,6 +52,7 @@ class AdminServer {
 
  private:
   AdminDeps deps_;
+  std::unique_ptr<boost::asio::thread_pool> history_pool_;  // history queries, off the I/O thread
   std::unique_ptr<net::Listener> listener_;
 };
 

@@ -2,6 +2,7 @@
 // lives in its own file under src/app/.
 #include <CLI/CLI.hpp>
 
+#include "app/history_commands.hpp"
 #include "app/loadgen_command.hpp"
 #include "app/serve_command.hpp"
 #include "app/sim_command.hpp"
@@ -17,10 +18,13 @@ int main(int argc, char** argv) {
   sluice::app::register_hash_key_command(app, exit_code);
   sluice::app::register_sim_command(app);
   sluice::app::register_loadgen_command(app, exit_code);
+  sluice::app::register_history_commands(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    int code = app.exit(e);
+    // The history commands promise 2 for any bad argument.
+    return code != 0 && sluice::app::history_command_selected(app) ? 2 : code;
   }
   return exit_code;
 }

@@ -9,6 +9,7 @@
 // them so) and keep only the streams open at the current instant, so a week
 // of history needs memory for its peak, not for its millions of rows.
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -80,7 +81,7 @@ struct UsageRow {
 // zone's offset east of UTC in seconds at a Unix time (0 for UTC).
 class UsageSweep {
  public:
-  using OffsetFn = std::int64_t (*)(std::int64_t unix_seconds);
+  using OffsetFn = std::function<std::int64_t(std::int64_t unix_seconds)>;
   UsageSweep(Micros from, Micros to, OffsetFn utc_offset);
   void add(const Span& s);
   std::vector<UsageRow> finish();  // by day, then tenant, then pool

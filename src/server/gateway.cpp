@@ -96,6 +96,7 @@ Gateway::Gateway(boost::asio::io_context& ioc, config::Config raw) : ioc_(ioc), 
   auto listen = net::parse_endpoint(config.listen);
   auto admin_listen = net::parse_endpoint(config.admin.listen);
   auto admin_token = config.admin.token;
+  std::string store_url = config.store.enabled ? config.store.effective_url() : "";
   services_->policy.store(std::make_shared<const session::SessionPolicy>(std::move(config)));
   auto services = services_;
   listener_ = std::make_unique<net::Listener>(
@@ -103,7 +104,8 @@ Gateway::Gateway(boost::asio::io_context& ioc, config::Config raw) : ioc_(ioc), 
       "gateway");
   admin_ = std::make_unique<admin::AdminServer>(
       ioc_, admin_listen, admin::AdminDeps{services_->registry, services_->admission, services_->events,
-                                           services_->recorder, std::move(admin_token), ready_});
+                                           services_->recorder, std::move(admin_token), ready_,
+                                           std::move(store_url)});
 }
 
 Gateway::~Gateway() {

@@ -1,0 +1,252 @@
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <unistd.h>
+#include <vector>
+
+#include "history/timespec.hpp"
+
+using namespace sluice::history;
+
+namespace {
+
+constexpr Micros kSecond = 1'000'000;
+constexpr Micros kMinute = 60 * kSecond;
+constexpr Micros kHour = 60 * kMinute;
+constexpr Micros kDay = 24 * kHour;
+
+// The instant of a UTC date and time.
+Micros utc(int y, unsigned mo, unsigned d, int h = 0, int mi = 0, int s = 0, Micros us = 0) {
+  return (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s) * kSecond + us;
+}
+
+// Expects parse_time to refuse `text` with a message that echoes it and says what was expected.
+void expect_refused(const std::string& text, const Zone& zone = {}) {
+  try {
+    auto t = parse_time(text, utc(2026, 11, 20, 12), zone);
+    FAIL() << "accepted '" << text << "' as " << format_time(t);
+  } catch (const TimeError& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("'" + text + "'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("expected"), std::string::npos) << msg;
+  }
+}
+
+}  // namespace
+
+TEST(HistoryTimespec, CivilDaysRoundTrip) {
+  EXPECT_EQ(days_from_civil(1970, 1, 1), 0);
+  EXPECT_EQ(days_from_civil(2000, 3, 1), 11017);
+  EXPECT_EQ(days_from_civil(1969, 12, 31), -1);
+  for (std::int64_t day : {-800000, -1, 0, 59, 11016, 20000, 2932896}) {
+    std::int64_t y = 0;
+    unsigned m = 0, d = 0;
+    civil_from_days(day, y, m, d);
+    EXPECT_EQ(days_from_civil(y, m, d), day);
+  }
+}
+
+TEST(HistoryTimespec, ParsesRfc3339InUtcAndWithOffsets) {
+  Micros now = utc(2026, 11, 20, 12);
+  EXPECT_EQ(parse_time("2026-11-20T14:00:00Z", now), utc(2026, 11, 20, 14));
+  EXPECT_EQ(parse_time("2026-11-20t14:00:00z", now), utc(2026, 11, 20, 14));
+  EXPECT_EQ(parse_time("2026-11-20 14:00:00Z", now), utc(2026, 11, 20, 14));
+  EXPECT_EQ(parse_time("2026-11-20T14:00:00.250+01:00", now), utc(2026, 11, 20, 13, 0, 0, 250'000));
+  EXPECT_EQ(parse_time("2026-11-20T14:00:00.123456789-05:30", now), utc(2026, 11, 20, 19, 30, 0, 123'456));
+  EXPECT_EQ(parse_time("2026-11-20T00:30:00+01:00", now), utc(2026, 11, 19, 23, 30));
+  // An offset in the text wins over the zone.
+  EXPECT_EQ(parse_time("2026-11-20T14:00:00Z", now, Zone::named("Europe/Berlin")), utc(2026, 11, 20, 14));
+}
+
+TEST(HistoryTimespec, BareDateIsMidnightInTheZone) {
+  Micros now = utc(2026, 11, 20, 12);
+  EXPECT_EQ(parse_time("2026-11-20", now), utc(2026, 11, 20));
+  auto berlin = Zone::named("Europe/Berlin");
+  EXPECT_EQ(parse_time("2026-11-20", now, berlin), utc(2026, 11, 19, 23));  // CET, +01:00
+  EXPECT_EQ(parse_time("2026-07-01", now, berlin), utc(2026, 6, 30, 22));   // CEST, +02:00
+  EXPECT_EQ(parse_time("2026-07-01", now, Zone::named("America/New_York")), utc(2026, 7, 1, 4));
+  // A time without an offset is the zone's wall clock.
+  EXPECT_EQ(parse_time("2026-11-20 14:00", now, berlin), utc(2026, 11, 20, 13));
+  EXPECT_EQ(parse_time("2026-11-20T14:00:05.5", now), utc(2026, 11, 20, 14, 0, 5, 500'000));
+}
+
+TEST(HistoryTimespec, RelativeFormsCountBackFromNow) {
+  Micros now = utc(2026, 11, 20, 12, 0, 0, 777);
+  EXPECT_EQ(parse_time("now", now), now);
+  EXPECT_EQ(parse_time("-2h", now), now - 2 * kHour);
+  EXPECT_EQ(parse_time("-30m", now), now - 30 * kMinute);
+  EXPECT_EQ(parse_time("-7d", now), now - 7 * kDay);
+  EXPECT_EQ(parse_time("-90s", now), now - 90 * kSecond);
+  EXPECT_EQ(parse_time("-1w", now), now - 7 * kDay);
+  EXPECT_EQ(parse_time("-1h30m", now), now - 90 * kMinute);
+  EXPECT_EQ(parse_time("-1.5h", now), now - 90 * kMinute);
+  EXPECT_EQ(parse_time("now-2h", now), now - 2 * kHour);
+  EXPECT_EQ(parse_time("now+15m", now), now + 15 * kMinute);
+}
+
+TEST(HistoryTimespec, RefusesAnythingElseEchoingTheInput) {
+  for (const char* bad : {"", "yesterday", "2026-11", "2026-13-01", "2026-02-30", "2026-11-20T25:00:00Z",
+                          "2026-11-20T14:61:00Z", "2026-11-20T14:00:00+1", "2026-11-20T14:00:00Zjunk",
+                          "2026-11-20X14:00:00Z", "-2x", "-2", "now-", "now-h", "-1..5h", "2h", "1700000000",
+                          "2026-11-20T14:00:00.Z"})
+    expect_refused(bad);
+  // A day that exists in leap years only.
+  EXPECT_NO_THROW(parse_time("2028-02-29", 0));
+  expect_refused("2027-02-29");
+}
+
+TEST(HistoryTimespec, FormatsRfc3339WithMillisecondsInTheZone) {
+  EXPECT_EQ(format_time(utc(2026, 11, 20, 14, 0, 0, 250'999)), "2026-11-20T14:00:00.250Z");
+  EXPECT_EQ(format_time(0), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(format_time(-1), "1969-12-31T23:59:59.999Z");
+  auto berlin = Zone::named("Europe/Berlin");
+  EXPECT_EQ(format_time(utc(2026, 11, 20, 14), berlin), "2026-11-20T15:00:00.000+01:00");
+  EXPECT_EQ(format_time(utc(2026, 7, 1, 14), berlin), "2026-07-01T16:00:00.000+02:00");
+  EXPECT_EQ(format_time(utc(2026, 7, 1, 14), Zone::named("America/New_York")), "2026-07-01T10:00:00.000-04:00");
+  EXPECT_EQ(format_time(utc(2026, 7, 1, 14), Zone::named("Asia/Kolkata")), "2026-07-01T19:30:00.000+05:30");
+  // What format_time writes, parse_time reads back.
+  for (const char* name : {"UTC", "Europe/Berlin", "America/New_York", "Australia/Sydney"}) {
+    auto z = Zone::named(name);
+    for (Micros t : {utc(2026, 3, 29, 0, 59, 59, 999'000), utc(2026, 3, 29, 1), utc(2026, 10, 25, 0, 30),
+                     utc(2026, 10, 25, 1, 30), utc(2099, 12, 31, 23, 59)})
+      EXPECT_EQ(parse_time(format_time(t, z), 0), t) << name << " " << format_time(t, z);
+  }
+}
+
+TEST(HistoryTimespec, ZonesFollowDaylightSavingTransitions) {
+  auto berlin = Zone::named("Europe/Berlin");
+  EXPECT_EQ(berlin.name(), "Europe/Berlin");
+  EXPECT_FALSE(berlin.is_utc());
+  // 2026-03-29 01:00Z: CET to CEST; 2026-10-25 01:00Z: back.
+  auto spring = utc(2026, 3, 29, 1) / kSecond, autumn = utc(2026, 10, 25, 1) / kSecond;
+  EXPECT_EQ(berlin.offset_at(spring - 1), 3600);
+  EXPECT_EQ(berlin.offset_at(spring), 7200);
+  EXPECT_EQ(berlin.offset_at(autumn - 1), 7200);
+  EXPECT_EQ(berlin.offset_at(autumn), 3600);
+  // Past the file's transitions, the POSIX rule at its end applies.
+  EXPECT_EQ(berlin.offset_at(utc(2100, 1, 15) / kSecond), 3600);
+  EXPECT_EQ(berlin.offset_at(utc(2100, 7, 15) / kSecond), 7200);
+  EXPECT_EQ(berlin.offset_at(utc(2100, 3, 28, 0, 59, 59) / kSecond), 3600);  // last Sunday of March 2100: the 28th
+  EXPECT_EQ(berlin.offset_at(utc(2100, 3, 28, 1) / kSecond), 7200);
+  // The southern hemisphere: summer time spans the new year.
+  auto sydney = Zone::named("Australia/Sydney");
+  EXPECT_EQ(sydney.offset_at(utc(2026, 1, 15) / kSecond), 11 * 3600);
+  EXPECT_EQ(sydney.offset_at(utc(2026, 7, 15) / kSecond), 10 * 3600);
+  EXPECT_EQ(sydney.offset_at(utc(2101, 1, 15) / kSecond), 11 * 3600);
+  EXPECT_EQ(sydney.offset_at(utc(2101, 7, 15) / kSecond), 10 * 3600);
+  EXPECT_EQ(Zone::named("America/New_York").offset_at(utc(2026, 3, 8, 7) / kSecond), -4 * 3600);
+  EXPECT_EQ(Zone::named("America/New_York").offset_at(utc(2026, 3, 8, 7) / kSecond - 1), -5 * 3600);
+}
+
+namespace {
+
+// A "slim" TZif file: no transitions, one time type, only the POSIX rule.
+std::string slim_tzif(std::int32_t std_offset, const std::string& rule) {
+  auto be32 = [](std::int32_t v) {
+    std::string b(4, '\0');
+    for (int i = 0; i < 4; ++i) b[static_cast<std::size_t>(i)] = static_cast<char>((static_cast<std::uint32_t>(v) >> (24 - 8 * i)) & 0xff);
+    return b;
+  };
+  std::string header = "TZif2" + std::string(15, '\0');
+  for (std::int32_t count : {0, 0, 0, 0, 1, 4}) header += be32(count);  // isut, isstd, leap, time, type, char
+  std::string data = be32(std_offset) + std::string("\0\0", 2) + std::string("STD\0", 4);
+  return header + data + header + data + "\n" + rule + "\n";
+}
+
+// Points TZDIR at a directory of hand-made zones for the test's lifetime.
+class ZoneDir {
+ public:
+  ZoneDir() {
+    dir_ = std::filesystem::temp_directory_path() / ("sluice-tzdir-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir_ / "Test");
+    if (const char* old = std::getenv("TZDIR")) old_ = old;
+    ::setenv("TZDIR", dir_.c_str(), 1);
+  }
+  ~ZoneDir() {
+    if (old_) ::setenv("TZDIR", old_->c_str(), 1);
+    else ::unsetenv("TZDIR");
+    std::filesystem::remove_all(dir_);
+  }
+  void add(const std::string& name, const std::string& bytes) {
+    std::ofstream(dir_ / name, std::ios::binary) << bytes;
+  }
+
+ private:
+  std::filesystem::path dir_;
+  std::optional<std::string> old_;
+};
+
+}  // namespace
+
+TEST(HistoryTimespec, PosixRulesAloneMatchTheFullZones) {
+  // The real zones first (from the system's tzdata), then the rules alone.
+  std::vector<std::pair<Zone, std::string>> pairs;
+  for (auto [real, rule, std_offset] : {std::tuple{"Europe/Berlin", "CET-1CEST,M3.5.0,M10.5.0/3", 3600},
+                                       std::tuple{"America/New_York", "EST5EDT,M3.2.0,M11.1.0", -5 * 3600},
+                                       std::tuple{"Australia/Sydney", "AEST-10AEDT,M10.1.0,M4.1.0/3", 10 * 3600},
+                                       std::tuple{"America/Sao_Paulo", "<-03>3", -3 * 3600}})
+    pairs.emplace_back(Zone::named(real), std::string(rule) + "|" + std::to_string(std_offset));
+  ZoneDir dir;
+  int n = 0;
+  for (auto& [real, spec] : pairs) {
+    auto bar = spec.find('|');
+    auto name = "Test/Zone" + std::to_string(n++);
+    dir.add(name, slim_tzif(std::stoi(spec.substr(bar + 1)), spec.substr(0, bar)));
+    auto slim = Zone::named(name);
+    for (auto t = utc(2020, 1, 1) / kSecond; t < utc(2031, 1, 1) / kSecond; t += 3600)
+      ASSERT_EQ(slim.offset_at(t), real.offset_at(t)) << real.name() << " at " << format_time(t * kSecond);
+  }
+  // Julian days: J60 is March 1 in every year; 59 counts Feb 29 in leap years.
+  dir.add("Test/Julian", slim_tzif(0, "AAA0BBB,J60/0,J300/0"));
+  dir.add("Test/Zero", slim_tzif(0, "AAA0BBB,59/0,300/0"));
+  auto julian = Zone::named("Test/Julian"), zero = Zone::named("Test/Zero");
+  EXPECT_EQ(julian.offset_at(utc(2028, 2, 29, 23, 59, 59) / kSecond), 0);
+  EXPECT_EQ(julian.offset_at(utc(2028, 3, 1) / kSecond), 3600);
+  EXPECT_EQ(zero.offset_at(utc(2028, 2, 29) / kSecond - 1), 0);
+  EXPECT_EQ(zero.offset_at(utc(2028, 2, 29) / kSecond), 3600);
+  EXPECT_EQ(zero.offset_at(utc(2027, 3, 1) / kSecond), 3600);
+  // A file that is not TZif, or a rule that cannot be read, is refused.
+  dir.add("Test/Junk", "not a zone file");
+  dir.add("Test/BadRule", slim_tzif(0, "CET-1CEST,M13.5.0"));
+  for (const char* bad : {"Test/Junk", "Test/BadRule"}) {
+    try {
+      Zone::named(bad);
+      ADD_FAILURE() << "accepted " << bad;
+    } catch (const TimeError& e) {
+      EXPECT_NE(std::string(e.what()).find("not TZif"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(HistoryTimespec, LocalTimesInGapsAndOverlaps) {
+  auto berlin = Zone::named("Europe/Berlin");
+  auto local = [](int y, unsigned m, unsigned d, int h, int mi) { return days_from_civil(y, m, d) * 86400 + h * 3600 + mi * 60; };
+  // 02:30 does not exist on 2026-03-29: it reads as 03:30 CEST, 01:30Z.
+  EXPECT_EQ(berlin.to_utc(local(2026, 3, 29, 2, 30)), utc(2026, 3, 29, 1, 30) / kSecond);
+  // 02:30 happens twice on 2026-10-25: the first, in CEST, 00:30Z.
+  EXPECT_EQ(berlin.to_utc(local(2026, 10, 25, 2, 30)), utc(2026, 10, 25, 0, 30) / kSecond);
+  EXPECT_EQ(berlin.to_utc(local(2026, 10, 25, 3, 30)), utc(2026, 10, 25, 2, 30) / kSecond);
+  EXPECT_EQ(berlin.to_utc(local(2026, 1, 1, 0, 0)), utc(2025, 12, 31, 23) / kSecond);
+}
+
+TEST(HistoryTimespec, UnknownZonesAreRefusedByName) {
+  EXPECT_TRUE(Zone::named("UTC").is_utc());
+  EXPECT_TRUE(Zone::named("Etc/UTC").is_utc());
+  EXPECT_EQ(Zone().name(), "UTC");
+  for (const char* bad : {"Mars/Olympus_Mons", "../../etc/passwd", "/usr/share/zoneinfo/Europe/Berlin", "Europe",
+                          "", "Europe/Berlin "}) {
+    try {
+      Zone::named(bad);
+      FAIL() << "accepted zone '" << bad << "'";
+    } catch (const TimeError& e) {
+      std::string msg = e.what();
+      EXPECT_NE(msg.find(std::string("'") + bad + "'"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("Europe/Berlin"), std::string::npos) << msg;  // names an example of what is expected
+    }
+  }
+}
