@@ -41,7 +41,12 @@ json::object report(const std::string& db, history::ReportKind kind, const histo
 }
 
 Stack::Tweak with_store(const std::string& url) {
-  return [url](config::Config& c, Stack&) { c.store.url = url; };
+  // Retention off: the synthetic rows are older than its defaults.
+  return [url](config::Config& c, Stack&) {
+    c.store.url = url;
+    c.store.retention = {.sessions = config::Seconds(0), .events = config::Seconds(0), .seconds = config::Seconds(0),
+                         .minutes = config::Seconds(0), .rollup_after = config::Seconds(0)};
+  };
 }
 
 }  // namespace
