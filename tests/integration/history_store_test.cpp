@@ -841,7 +841,7 @@ TEST_P(HistoryStoreTest, RecoverInterruptedClosesOnlyRowsOfDeadRunsAtTheirLastSi
                              open_row(stopped, 1, T - 2 * kDay, T - 2 * kDay + kMin),
                              open_row(self, 1, T, T),
                          });
-  EXPECT_EQ(store->recover_interrupted(self, "gw:8080", T - kHour), 4);
+  EXPECT_EQ(store->recover_interrupted(self, "gw:8080", T - kHour), 5);
 
   std::map<Key, SessionRecord> rows;
   store->sessions({.from = 0, .to = T + kDay, .include_unopened = true},
@@ -862,7 +862,9 @@ TEST_P(HistoryStoreTest, RecoverInterruptedClosesOnlyRowsOfDeadRunsAtTheirLastSi
   EXPECT_FALSE(row(alive_other, 1).closed_at);
   EXPECT_EQ(row(stale_other, 1).outcome, Outcome::interrupted);
   EXPECT_EQ(row(stale_other, 1).closed_at, T - 3 * kHour - kS);
-  EXPECT_EQ(row(stopped, 1).outcome, Outcome::open);  // not a dead run: it stopped
+  // A run that stopped is over too: a row it left open ends at its last sight.
+  EXPECT_EQ(row(stopped, 1).outcome, Outcome::interrupted);
+  EXPECT_EQ(row(stopped, 1).closed_at, T - 2 * kDay + kMin);
   EXPECT_EQ(row(self, 1).outcome, Outcome::open);
 
   auto runs = store->runs();
@@ -877,9 +879,9 @@ TEST_P(HistoryStoreTest, RecoverInterruptedClosesOnlyRowsOfDeadRunsAtTheirLastSi
   // Interrupted rows are ordinary closed intervals for the queries.
   auto c = concurrency(*store, T - 6 * kHour, T + kMin, 0, 10 * kMin, T + kMin);
   ASSERT_EQ(c.size(), 1u);
-  // (stopped,1) is open throughout; (dead,1) and (alive,1) from T - 10 min;
+  // (stopped,1) ended two days before; (dead,1) and (alive,1) from T - 10 min;
   // (dead,4) is zero-length; (dead,1) ends at T - 2 min.
-  EXPECT_EQ(c[0].peak, 3);
+  EXPECT_EQ(c[0].peak, 2);
   EXPECT_EQ(c[0].peak_at, T - 10 * kMin);
   EXPECT_EQ(c[0].peak_until, T - 2 * kMin);
 
