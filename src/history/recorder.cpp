@@ -106,24 +106,13 @@ void Recorder::upstream_closed(const registry::SessionEntry& e) {
   count(e.info().pool, -1, closed ? closed / 1000 : now_us());
 }
 
-void Recorder::finished(const registry::SessionEntry& e, const Ending& how) {
-  auto r = snapshot(e);
-  if (!r.closed_at) r.closed_at = r.last_seen_at;
-  r.outcome = how.outcome;
-  r.outcome_reason = how.outcome_reason;
-  r.closed_by = how.closed_by;
-  r.close_code = how.close_code;
-  r.close_reason = how.close_reason;
-  {
-    std::lock_guard lock(mutex_);
-    live_.erase(Key{run_id_, r.session_id});
-  }
-  put(std::move(r));
-}
+void Recorder::finished(const registry::SessionEntry& e, const Ending& how) { finish(e, how, true); }
 
-void Recorder::not_opened(const registry::SessionEntry& e, const Ending& how) {
+void Recorder::not_opened(const registry::SessionEntry& e, const Ending& how) { finish(e, how, false); }
+
+void Recorder::finish(const registry::SessionEntry& e, const Ending& how, bool opened) {
   auto r = snapshot(e);
-  r.opened_at.reset();
+  if (!opened) r.opened_at.reset();
   if (!r.closed_at) r.closed_at = r.last_seen_at;
   r.outcome = how.outcome;
   r.outcome_reason = how.outcome_reason;

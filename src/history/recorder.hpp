@@ -108,6 +108,7 @@ class Recorder {
 
   void run();
   void put(SessionRecord r);
+  void finish(const registry::SessionEntry& e, const Ending& how, bool opened);
   void count(const std::string& pool, int delta, std::int64_t at_us);
   void close_pool(const std::string& pool, PoolCount& pc, std::int64_t before, std::vector<ConcurrencySample>& out);
   void heartbeat(WriteBatch& batch, Micros now);
