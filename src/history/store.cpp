@@ -526,7 +526,9 @@ RetentionResult Store::enforce_retention(const RetentionPolicy& policy, Micros n
     if (policy.sessions > 0) {
       std::array<Value, 1> p{now - policy.sessions};
       res.sessions = db_->run("DELETE FROM sessions WHERE closed_at IS NOT NULL AND closed_at < ?", p);
-      db_->run("DELETE FROM sessions WHERE closed_at IS NULL AND opened_at IS NULL AND accepted_at < ?", p);
+      // Rows that never opened nor closed (queued when their gateway died
+      // and never recovered) go by their acceptance.
+      res.sessions += db_->run("DELETE FROM sessions WHERE closed_at IS NULL AND opened_at IS NULL AND accepted_at < ?", p);
     }
     if (policy.events > 0) {
       std::array<Value, 1> p{now - policy.events};

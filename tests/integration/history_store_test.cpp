@@ -748,7 +748,13 @@ TEST_P(HistoryStoreTest, RetentionRollsSecondsUpIntoMinutesAndDeletesOldRows) {
   b.sessions = {session(1, 1, kMidnight - kHour, kMidnight - kMin),   // closed before the cutoff: deleted
                 session(1, 2, kMidnight - kHour, kMidnight + kMin),   // closed after: kept
                 session(1, 3, kMidnight - kDay, std::nullopt),        // still open: kept
-                refused(1, 4, kMidnight - kHour)};                    // refused before: deleted
+                refused(1, 4, kMidnight - kHour),                     // refused before: deleted
+                [] {  // queued, never opened nor closed, accepted before: deleted
+                  auto s = refused(1, 5, kMidnight - kHour);
+                  s.closed_at.reset();
+                  s.outcome = Outcome::open;
+                  return s;
+                }()};
   b.events = {{.run_id = 1, .time = kMidnight - kS, .type = "old", .fields = "{}"},
               {.run_id = 1, .time = kMidnight, .type = "new", .fields = "{}"}};
   store->write(b);
@@ -759,7 +765,7 @@ TEST_P(HistoryStoreTest, RetentionRollsSecondsUpIntoMinutesAndDeletesOldRows) {
   RetentionPolicy policy{.sessions = kDay, .events = kDay, .rollup_after = kDay - 3 * kMin - 30 * kS};
   auto res = store->enforce_retention(policy, now);
   EXPECT_EQ(res.rolled_up, 60 + 59 + 1);
-  EXPECT_EQ(res.sessions, 2);
+  EXPECT_EQ(res.sessions, 3);
   EXPECT_EQ(res.events, 1);
   auto got = store->samples(kMidnight, kMidnight + 10 * kMin, std::nullopt);
   ASSERT_EQ(got.size(), 4u);
