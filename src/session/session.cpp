@@ -137,6 +137,25 @@ inline beast::ssl_stream<beast::tcp_stream> release_stream(websocket::stream<bea
   return std::move(ws.next_layer());
 }
 
+template <class ClientStream>
+using BareStream = decltype(release_stream(std::declval<websocket::stream<ClientStream>&>()));
+
+// What an opened stream holds while it is relayed. serve() builds it and
+// returns, so that the handshake's many locals (a coroutine frame of several
+// KiB) are gone before the relay starts; relay_session() owns it after.
+template <class Bare>
+struct OpenSession {
+  Bare client;
+  std::string client_pending;  // bytes the client sent after its upgrade request
+  upstream::UpstreamStream upstream;
+  std::string upstream_pending;  // bytes read after the upstream's 101
+  registry::Registration registration;
+  admission::Lease lease;
+  admission::LegToken leg;
+  std::shared_ptr<const SessionPolicy> policy;  // the version this stream keeps
+  config::PoolConfig pool;
+};
+
 std::string format_seconds(double s) { return fmt::format("{:.1f}s", s); }
 
 void log_summary(const registry::SessionEntry& e, std::string_view closed_by, int code, std::string_view reason) {
@@ -266,7 +285,7 @@ int open_in_pool(const registry::Registry& registry, const std::string& pool, re
 }
 
 template <class ClientStream>
-asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_ptr<SessionServices> services_ptr) {
+asio::awaitable<std::unique_ptr<OpenSession<BareStream<ClientStream>>>> serve(ClientStream stream, std::string peer, std::shared_ptr<SessionServices> services_ptr) {
   auto& services = *services_ptr;
   auto policy = services.policy.load();
   const auto& cfg = policy->config;
@@ -287,7 +306,7 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
       spdlog::debug("client {}: no complete upgrade request within the deadline", peer);
     else if (!expected_ending(rec))
       co_await send_refusal(stream, sluice_error(400, "Bad Request", "sluice: malformed HTTP request"), 0);
-    co_return;
+    co_return nullptr;
   }
   auto req = parser.release();
   // From here the waits are the gateway's own, each bounded (queue, connect).
@@ -297,7 +316,7 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
   auto url = boost::urls::parse_origin_form(req.target());
   if (!url) {
     co_await send_refusal(stream, sluice_error(400, "Bad Request", "sluice: malformed request target"), 0);
-    co_return;
+    co_return nullptr;
   }
   auto endpoint = protocol::endpoint_from_path(url->encoded_path());
   if (!endpoint) {
@@ -307,13 +326,13 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
                                                    "/v2/listen, /v1/speak or /v1/agent/converse",
                                                    std::string(url->encoded_path()))),
                           0);
-    co_return;
+    co_return nullptr;
   }
   if (!websocket::is_upgrade(req)) {
     auto r = sluice_error(426, "UPGRADE_REQUIRED",
                           "sluice: this endpoint streams over WebSocket; send a WebSocket upgrade request");
     co_await send_refusal(stream, r, 0);
-    co_return;
+    co_return nullptr;
   }
   Route route{*endpoint, std::string(req.target()), {}, {}, 0};
   std::string encoding;
@@ -341,7 +360,7 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
                           "Sec-WebSocket-Protocol: token, <key>");
     co_await send_refusal(stream, r, 0);
     spdlog::info("client {}: refused {} without a key (401)", peer, route.target.substr(0, route.target.find('?')));
-    co_return;
+    co_return nullptr;
   }
   if (policy->config.pass_through()) {
     tenant = "fp:" + protocol::fingerprint(credential->secret);
@@ -352,7 +371,7 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
       co_await send_refusal(stream, sluice_error(401, "INVALID_AUTH", "Invalid credentials."), 0);
       spdlog::info("client {}: refused an unknown key (fingerprint {}) (401)", peer,
                    protocol::fingerprint(credential->secret));
-      co_return;
+      co_return nullptr;
     }
     tenant = std::move(*t);
     upstream_auth = "Token " + policy->upstream_key;
@@ -414,7 +433,7 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
       tcp_layer.expires_after(handshake_deadline);
       co_await send_refusal(stream, admission_refusal(admitted, tenant), id);
     }
-    co_return;
+    co_return nullptr;
   }
   auto lease = std::move(admitted.lease);
   auto pool_cfg = services.admission->pool_config(*pool).value_or(config::PoolConfig{});
@@ -502,7 +521,7 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
     }
     tcp_layer.expires_after(handshake_deadline);
     co_await send_refusal(stream, r, id);
-    co_return;
+    co_return nullptr;
   }
   entry.set_request_id(conn.request_id);
 
@@ -538,7 +557,7 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
       boost::system::error_code ignored;
       relay_detail::socket_of(*up).close(ignored);
     }, conn.stream);
-    co_return;
+    co_return nullptr;
   }
   beast::get_lowest_layer(client).expires_never();
   entry.counters().upstream_open_ns.store(registry::now_ns(), std::memory_order_relaxed);
@@ -553,15 +572,27 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
   auto client_stream = release_stream(client);
   client_ws.reset();
   req = {};
+  using Open = OpenSession<BareStream<ClientStream>>;
+  co_return std::unique_ptr<Open>(new Open{std::move(client_stream), std::move(client_pending), std::move(conn.stream),
+                                           std::move(conn.pending), std::move(registration), std::move(lease),
+                                           std::move(leg), std::move(policy), std::move(pool_cfg)});
+}
+
+// Relays an opened stream until both legs are closed; the lease goes back as
+// soon as the upstream leg is gone.
+template <class Bare>
+asio::awaitable<void> relay_session(std::unique_ptr<OpenSession<Bare>> s, SessionServices& services) {
+  auto& entry = s->registration.entry();
+  const auto& cfg = s->policy->config;
   co_await std::visit(
       [&](auto& upstream_stream) -> asio::awaitable<void> {
-        Relay relay(client_stream, *upstream_stream, std::move(client_pending), std::move(conn.pending), entry,
-                    cfg.relay, pool_cfg, *services.events, *services.registry, cfg.relay.ping_interval * 2);
+        Relay relay(s->client, *upstream_stream, std::move(s->client_pending), std::move(s->upstream_pending), entry,
+                    cfg.relay, s->pool, *services.events, *services.registry, cfg.relay.ping_interval * 2);
         relay.on_upstream_gone([&] {
           entry.counters().closed_ns.store(registry::now_ns(), std::memory_order_relaxed);
           if (services.recorder) services.recorder->upstream_closed(entry);
-          leg.reset();
-          lease.release();
+          s->leg.reset();
+          s->lease.release();
         });
         co_await relay.run();
         log_summary(entry, relay.closed_by, relay.close_code, relay.close_reason);
@@ -575,7 +606,7 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
           services.recorder->finished(entry, how);
         }
       },
-      conn.stream);
+      s->upstream);
 }
 
 }  // namespace
@@ -596,7 +627,8 @@ SessionPolicy::SessionPolicy(config::Config c)
 asio::awaitable<void> run_connection(tcp::socket socket, std::shared_ptr<SessionServices> services) {
   auto peer = client_address(socket);
   if (!services->client_tls) {
-    co_await serve(beast::tcp_stream(std::move(socket)), std::move(peer), services);
+    auto open = co_await serve(beast::tcp_stream(std::move(socket)), std::move(peer), services);
+    if (open) co_await relay_session(std::move(open), *services);
     co_return;
   }
   beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), *services->client_tls);
@@ -608,7 +640,8 @@ asio::awaitable<void> run_connection(tcp::socket socket, std::shared_ptr<Session
     spdlog::debug("client {}: TLS handshake failed: {}", peer, ec.message());
     co_return;
   }
-  co_await serve(std::move(stream), std::move(peer), services);
+  auto open = co_await serve(std::move(stream), std::move(peer), services);
+  if (open) co_await relay_session(std::move(open), *services);
 }
 
 }  // namespace sluice::session
