@@ -73,9 +73,6 @@ constexpr std::uint16_t kNormal = 1000, kGoingAway = 1001, kProtocolError = 1002
 
 // Read buffers start small and grow while reads fill them.
 constexpr std::size_t kInitialBuffer = 1024;
-// A buffer grown past this shrinks back to it when reads get small again;
-// below it, a buffer keeps the size its messages needed.
-constexpr std::size_t kKeptBuffer = 16 * 1024;
 constexpr std::size_t kMaxBuffer = 64 * 1024;
 
 }  // namespace relay_detail
@@ -428,8 +425,8 @@ class Relay {
       from.carry = total - r.carry_from;
       if (from.carry) std::memmove(from.buf.get(), from.buf.get() + r.carry_from, from.carry);
       if (filled && from.buf_size < relay_detail::kMaxBuffer) reserve(from, from.buf_size * 2);
-      else if (from.buf_size > relay_detail::kKeptBuffer && total < from.buf_size / 8)
-        resize(from, relay_detail::kKeptBuffer);  // a burst of large messages is over
+      else if (from.buf_size > relay_detail::kInitialBuffer && total < from.buf_size / 4)
+        resize(from, from.buf_size / 2);  // a burst is over: give half back
 
       // 5. Control frames.
       if (from.walker.ping_pending) {
