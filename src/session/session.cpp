@@ -1,8 +1,6 @@
 #include "session/session.hpp"
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -35,7 +33,7 @@
 #include "protocol/endpoint.hpp"
 #include "protocol/errors.hpp"
 #include "protocol/message.hpp"
-#include "session/write_gate.hpp"
+#include "session/relay.hpp"
 
 namespace sluice::session {
 namespace {
@@ -45,7 +43,6 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
-using namespace asio::experimental::awaitable_operators;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 // Query parameters recorded with a session: they classify a stream (model,
@@ -131,368 +128,33 @@ struct Route {
   double audio_bytes_per_second = 0;
 };
 
-// The relay of one admitted stream: two pumps and a control task on the
-// session's strand. Invariant: each leg has exactly one reader (its pump) and
-// writes go through that leg's WriteGate, so the control task may inject a
-// close message or a close without racing a pump.
-template <class ClientWs, class UpstreamWs>
-class Relay {
- public:
-  Relay(ClientWs& client, UpstreamWs& upstream, registry::SessionEntry& entry, const config::RelayConfig& cfg,
-        const config::PoolConfig& pool, events::EventLog& events, const registry::Registry& registry)
-      : client_(client),
-        upstream_(upstream),
-        entry_(entry),
-        counters_(entry.counters()),
-        cfg_(cfg),
-        pool_(pool),
-        events_(events),
-        registry_(registry),
-        client_gate_(client.get_executor()),
-        upstream_gate_(client.get_executor()),
-        control_(std::make_shared<Control>(client.get_executor())) {}
-
-  asio::awaitable<void> run() {
-    auto weak = std::weak_ptr<Control>(control_);
-    auto executor = client_.get_executor();
-    entry_.set_end_handler([weak, executor] {
-      asio::post(executor, [weak] {
-        if (auto c = weak.lock()) {
-          c->end_requested = true;
-          c->timer.cancel();
-        }
-      });
-    });
-    co_await (client_to_upstream() && upstream_to_client() && control());
-    entry_.set_end_handler(nullptr);
-  }
-
-  // Called once, as soon as the upstream leg is closed (its lease returns).
-  void on_upstream_gone(std::function<void()> fn) { upstream_gone_ = std::move(fn); }
-
-  // How the stream ended, for the summary line and the history.
-  const std::string& reap_reason() const { return reap_reason_; }
-  std::string closed_by = "unknown";
-  int close_code = 0;
-  std::string close_reason;
-
- private:
-  struct Control {
-    explicit Control(asio::any_io_executor ex) : timer(ex) {}
-    asio::steady_timer timer;
-    bool end_requested = false;
-  };
-
-  struct ReadOutcome {
-    boost::system::error_code ec;
-    bool too_big = false;
-  };
-
-  // Reads one whole message into `buf`, refusing to hold more than the limit.
-  template <class Ws>
-  asio::awaitable<ReadOutcome> read_message(Ws& ws, beast::flat_buffer& buf) {
-    buf.clear();
-    if (buf.capacity() > kShrinkAbove) buf.shrink_to_fit();
-    for (;;) {
-      auto [ec, n] = co_await ws.async_read_some(buf, kReadChunk, use_tuple);
-      (void)n;
-      if (ec) co_return ReadOutcome{ec, false};
-      if (buf.size() > cfg_.max_message_bytes) co_return ReadOutcome{{}, true};
-      if (ws.is_message_done()) co_return ReadOutcome{};
-    }
-  }
-
-  void note_close(std::string side, const websocket::close_reason& cr) {
-    if (closed_by != "unknown") return;
-    closed_by = std::move(side);
-    close_code = cr.code;
-    close_reason = std::string(cr.reason.data(), cr.reason.size());
-  }
-
-  // Sends a close frame on a leg once; the leg's reader sees the peer's answer.
-  template <class Ws>
-  asio::awaitable<void> close_leg(Ws& ws, WriteGate& gate, bool& sent, websocket::close_reason cr) {
-    if (sent || !ws.is_open()) co_return;
-    sent = true;
-    co_await gate.acquire();
-    if (ws.is_open()) co_await ws.async_close(cr, use_tuple);
-    gate.release();
-  }
-
-  asio::awaitable<void> close_client(websocket::close_reason cr) {
-    co_await close_leg(client_, client_gate_, client_close_sent_, std::move(cr));
-  }
-  asio::awaitable<void> close_upstream(websocket::close_reason cr) {
-    co_await close_leg(upstream_, upstream_gate_, upstream_close_sent_, std::move(cr));
-  }
-
-  websocket::close_reason too_big_reason() const {
-    return websocket::close_reason(websocket::close_code::too_big,
-                                   fmt::format("sluice: message larger than {} bytes", cfg_.max_message_bytes));
-  }
-
-  asio::awaitable<void> client_to_upstream() {
-    beast::flat_buffer buf;
-    for (;;) {
-      auto r = co_await read_message(client_, buf);
-      if (r.too_big) {
-        note_close("gateway", too_big_reason());
-        co_await close_client(too_big_reason());
-        co_await close_upstream(websocket::close_reason(websocket::close_code::going_away, "client message too big"));
-        break;
-      }
-      if (r.ec == websocket::error::closed) {
-        // The client closed; Beast has answered it. Pass its code on exactly.
-        note_close("client", client_.reason());
-        co_await close_upstream(client_.reason());
-        break;
-      }
-      if (r.ec) {
-        if (r.ec == beast::error::timeout) reap("half_open", "no pong from the client within the liveness timeout");
-        if (closed_by == "unknown") {
-          closed_by = "client";
-          close_reason = "connection lost: " + r.ec.message();
-        }
-        co_await close_upstream(websocket::close_reason(websocket::close_code::going_away, "client connection lost"));
-        break;
-      }
-      auto now = registry::now_ns();
-      auto size = buf.size();
-      bool text = client_.got_text();
-      counters_.client_messages.fetch_add(1, std::memory_order_relaxed);
-      counters_.client_bytes.fetch_add(size, std::memory_order_relaxed);
-      if (!text) {
-        counters_.audio_messages.fetch_add(1, std::memory_order_relaxed);
-        counters_.audio_bytes.fetch_add(size, std::memory_order_relaxed);
-        registry::note_audio(counters_, now);
-      } else {
-        counters_.last_text_ns.store(now, std::memory_order_relaxed);
-        auto data = static_cast<const char*>(buf.data().data());
-        switch (protocol::classify(protocol::sniff_type({data, size}))) {
-          case protocol::MessageType::keep_alive:
-            counters_.keep_alive.fetch_add(1, std::memory_order_relaxed);
-            counters_.last_keep_alive_ns.store(now, std::memory_order_relaxed);
-            break;
-          case protocol::MessageType::finalize:
-            counters_.finalize.fetch_add(1, std::memory_order_relaxed);
-            break;
-          case protocol::MessageType::close_stream:
-            counters_.close_stream.fetch_add(1, std::memory_order_relaxed);
-            entry_.set_state(registry::SessionState::closing);
-            break;
-          default:
-            break;
-        }
-      }
-      if (!upstream_gate_.try_acquire()) co_await upstream_gate_.acquire();
-      boost::system::error_code wec;
-      if (!upstream_close_sent_) {
-        upstream_.text(text);
-        auto [ec, n] = co_await upstream_.async_write(buf.data(), use_tuple);
-        (void)n;
-        wec = ec;
-      }
-      upstream_gate_.release();
-      if (wec) break;  // the upstream leg failed; its reader reports why
-    }
-    pump_done();
-  }
-
-  asio::awaitable<void> upstream_to_client() {
-    beast::flat_buffer buf;
-    for (;;) {
-      auto r = co_await read_message(upstream_, buf);
-      if (r.too_big) {
-        note_close("gateway", too_big_reason());
-        co_await close_upstream(too_big_reason());
-        co_await close_client(too_big_reason());
-        break;
-      }
-      if (r.ec == websocket::error::closed) {
-        // Includes a close without a status (Flux after CloseStream): the
-        // reason's code is then "none" and the client gets the same.
-        note_close("upstream", upstream_.reason());
-        co_await close_client(upstream_.reason());
-        break;
-      }
-      if (r.ec) {
-        if (closed_by == "unknown") {
-          closed_by = "upstream";
-          close_code = websocket::close_code::internal_error;
-          close_reason = "connection lost: " + r.ec.message();
-        }
-        co_await close_client(websocket::close_reason(websocket::close_code::internal_error,
-                                                      "sluice: upstream connection lost"));
-        break;
-      }
-      auto now = registry::now_ns();
-      auto size = buf.size();
-      bool text = upstream_.got_text();
-      counters_.upstream_messages.fetch_add(1, std::memory_order_relaxed);
-      counters_.upstream_bytes.fetch_add(size, std::memory_order_relaxed);
-      counters_.last_upstream_ns.store(now, std::memory_order_relaxed);
-      if (text) {
-        std::string_view msg(static_cast<const char*>(buf.data().data()), size);
-        auto type = protocol::classify(protocol::sniff_type(msg));
-        if (type == protocol::MessageType::metadata || type == protocol::MessageType::connected) {
-          if (auto s = protocol::read_summary(msg)) {
-            if (!s->request_id.empty() && entry_.request_id().empty()) entry_.set_request_id(s->request_id);
-            if (type == protocol::MessageType::metadata) entry_.set_upstream_summary(s->duration, s->channels);
-          }
-        }
-      }
-      if (!client_gate_.try_acquire()) co_await client_gate_.acquire();
-      boost::system::error_code wec;
-      if (!client_close_sent_) {
-        client_.text(text);
-        client_write_since_ns_ = now;
-        auto [ec, n] = co_await client_.async_write(buf.data(), use_tuple);
-        (void)n;
-        client_write_since_ns_ = 0;
-        wec = ec;
-      }
-      client_gate_.release();
-      if (wec) {
-        if (closed_by == "unknown") {
-          closed_by = "client";
-          close_reason = "connection lost: " + wec.message();
-        }
-        co_await close_upstream(websocket::close_reason(websocket::close_code::going_away, "client connection lost"));
-        break;
-      }
-    }
-    // The upstream leg is closed (or failed): its socket goes now, and with it the lease.
-    boost::system::error_code ignored;
-    beast::get_lowest_layer(upstream_).socket().close(ignored);
-    if (upstream_gone_) std::exchange(upstream_gone_, nullptr)();
-    pump_done();
-  }
-
-  // Records a reap (hygiene) once.
-  void reap(std::string_view reason, std::string_view detail) {
-    if (!reap_reason_.empty()) return;
-    reap_reason_ = std::string(reason);
-    auto now = registry::now_ns();
-    boost::json::object ev;
-    ev["session_id"] = entry_.info().id;
-    ev["tenant"] = entry_.info().tenant;
-    ev["pool"] = entry_.info().pool;
-    ev["request_id"] = entry_.request_id();
-    ev["reason"] = reason;
-    ev["detail"] = detail;
-    ev["age_seconds"] = static_cast<double>(now - std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                                      entry_.info().accepted.time_since_epoch()).count()) / 1e9;
-    ev["idle_seconds"] = registry::Registry::idle_seconds(entry_, now);
-    ev["keep_alive_only"] = registry_.keep_alive_only(entry_, now);
-    events_.record("reap", std::move(ev));
-    spdlog::info("[S{}] reaped ({}): {}", entry_.info().id, reason, detail);
-  }
-
-  void pump_done() {
-    if (++pumps_done_ == 2) control_->timer.cancel();
-  }
-
-
-  // Ends the stream when asked (an operator's DELETE, a drain) or when the
-  // pool's hygiene policy says so: sends the endpoint's close message upstream
-  // so the final results reach the client, then, if the stream is still open
-  // after the grace period, closes both legs. A client that stopped reading
-  // is cut at once.
-  asio::awaitable<void> control() {
-    using std::chrono::duration;
-    bool ending = false;
-    std::int64_t ending_since = 0;
-    const auto grace_ns = static_cast<std::int64_t>(cfg_.close_grace.count() * 1e9);
-    while (pumps_done_ < 2) {
-      control_->timer.expires_after(std::chrono::seconds(1));
-      co_await control_->timer.async_wait(use_tuple);
-      if (pumps_done_ == 2) break;
-      auto now = registry::now_ns();
-      if (!ending) {
-        auto age = static_cast<double>(now - std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                                 entry_.info().accepted.time_since_epoch()).count()) / 1e9;
-        auto idle = registry::Registry::idle_seconds(entry_, now);
-        if (client_write_since_ns_ && static_cast<double>(now - client_write_since_ns_) / 1e9 >= pool_.liveness_timeout.count()) {
-          // The client stopped reading: nothing can be delivered to it.
-          reap("half_open", "the client read nothing within the liveness timeout");
-          note_close("gateway", websocket::close_reason(websocket::close_code::policy_error, "client stopped reading"));
-          beast::get_lowest_layer(client_).close();
-          co_await close_upstream(websocket::close_reason(websocket::close_code::going_away, "client stopped reading"));
-          continue;
-        }
-        bool end = control_->end_requested;
-        if (!end && pool_.idle_close_after.count() > 0 && idle >= pool_.idle_close_after.count()) {
-          reap("idle", fmt::format("no audio for {:.0f} s", idle));
-          end = true;
-        }
-        if (!end && pool_.max_duration.count() > 0 && age >= pool_.max_duration.count()) {
-          reap("max_duration", fmt::format("open for {:.0f} s", age));
-          end = true;
-        }
-        if (!end) continue;
-        ending = true;
-        ending_since = now;
-        entry_.set_state(registry::SessionState::closing);
-        auto msg = protocol::close_message(entry_.info().endpoint);
-        if (!msg.empty() && !upstream_close_sent_) {
-          co_await upstream_gate_.acquire();
-          if (!upstream_close_sent_ && upstream_.is_open()) {
-            upstream_.text(true);
-            co_await upstream_.async_write(asio::buffer(msg.data(), msg.size()), use_tuple);
-          }
-          upstream_gate_.release();
-        }
-        if (!msg.empty()) continue;
-      } else if (now - ending_since < grace_ns) {
-        continue;
-      }
-      // Grace is over (or there is no close message): close both legs. A leg
-      // whose writer is stuck behind a reader that stopped reading is cut at
-      // the socket.
-      std::string why = reap_reason_.empty() ? "session ended by operator" : "session reaped: " + reap_reason_;
-      websocket::close_reason cr(websocket::close_code::normal, "sluice: " + why);
-      note_close("gateway", cr);
-      if (client_gate_.busy()) beast::get_lowest_layer(client_).close();
-      else co_await close_client(cr);
-      if (upstream_gate_.busy()) beast::get_lowest_layer(upstream_).close();
-      else co_await close_upstream(cr);
-      ending_since = std::numeric_limits<std::int64_t>::max() / 2;  // closed: wait for the pumps
-    }
-  }
-
-  static constexpr std::size_t kReadChunk = 64 * 1024;
-  static constexpr std::size_t kShrinkAbove = 256 * 1024;
-
-  ClientWs& client_;
-  UpstreamWs& upstream_;
-  registry::SessionEntry& entry_;
-  registry::SessionCounters& counters_;
-  const config::RelayConfig& cfg_;
-  const config::PoolConfig& pool_;
-  events::EventLog& events_;
-  const registry::Registry& registry_;
-  std::function<void()> upstream_gone_;
-  std::string reap_reason_;  // set when the gateway ends the stream for hygiene
-  std::int64_t client_write_since_ns_ = 0;  // a write to the client in progress since
-  WriteGate client_gate_;
-  WriteGate upstream_gate_;
-  std::shared_ptr<Control> control_;
-  bool client_close_sent_ = false;
-  bool upstream_close_sent_ = false;
-  int pumps_done_ = 0;
-};
-
-template <class Ws>
-void set_relay_timeouts(Ws& ws, const config::RelayConfig& cfg, config::Seconds liveness) {
-  websocket::stream_base::timeout t;
-  t.handshake_timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg.close_timeout);
-  // A peer silent for half of this is pinged; silent for all of it, it is dead.
-  t.idle_timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(liveness);
-  t.keep_alive_pings = true;
-  ws.set_option(t);
-  ws.read_message_max(cfg.max_message_bytes + 2 * 64 * 1024);
-  ws.auto_fragment(false);
+// The bare stream under an accepted client WebSocket: the relay reads and
+// writes frames on it directly.
+inline tcp::socket release_stream(websocket::stream<beast::tcp_stream>& ws) {
+  return ws.next_layer().release_socket();
 }
+inline beast::ssl_stream<beast::tcp_stream> release_stream(websocket::stream<beast::ssl_stream<beast::tcp_stream>>& ws) {
+  return std::move(ws.next_layer());
+}
+
+template <class ClientStream>
+using BareStream = decltype(release_stream(std::declval<websocket::stream<ClientStream>&>()));
+
+// What an opened stream holds while it is relayed. serve() builds it and
+// returns, so that the handshake's many locals (a coroutine frame of several
+// KiB) are gone before the relay starts; relay_session() owns it after.
+template <class Bare>
+struct OpenSession {
+  Bare client;
+  std::string client_pending;  // bytes the client sent after its upgrade request
+  upstream::UpstreamStream upstream;
+  std::string upstream_pending;  // bytes read after the upstream's 101
+  registry::Registration registration;
+  admission::Lease lease;
+  admission::LegToken leg;
+  std::shared_ptr<const SessionPolicy> policy;  // the version this stream keeps
+  config::PoolConfig pool;
+};
 
 std::string format_seconds(double s) { return fmt::format("{:.1f}s", s); }
 
@@ -623,7 +285,7 @@ int open_in_pool(const registry::Registry& registry, const std::string& pool, re
 }
 
 template <class ClientStream>
-asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_ptr<SessionServices> services_ptr) {
+asio::awaitable<std::unique_ptr<OpenSession<BareStream<ClientStream>>>> serve(ClientStream stream, std::string peer, std::shared_ptr<SessionServices> services_ptr) {
   auto& services = *services_ptr;
   auto policy = services.policy.load();
   const auto& cfg = policy->config;
@@ -644,7 +306,7 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
       spdlog::debug("client {}: no complete upgrade request within the deadline", peer);
     else if (!expected_ending(rec))
       co_await send_refusal(stream, sluice_error(400, "Bad Request", "sluice: malformed HTTP request"), 0);
-    co_return;
+    co_return nullptr;
   }
   auto req = parser.release();
   // From here the waits are the gateway's own, each bounded (queue, connect).
@@ -654,7 +316,7 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
   auto url = boost::urls::parse_origin_form(req.target());
   if (!url) {
     co_await send_refusal(stream, sluice_error(400, "Bad Request", "sluice: malformed request target"), 0);
-    co_return;
+    co_return nullptr;
   }
   auto endpoint = protocol::endpoint_from_path(url->encoded_path());
   if (!endpoint) {
@@ -664,13 +326,13 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
                                                    "/v2/listen, /v1/speak or /v1/agent/converse",
                                                    std::string(url->encoded_path()))),
                           0);
-    co_return;
+    co_return nullptr;
   }
   if (!websocket::is_upgrade(req)) {
     auto r = sluice_error(426, "UPGRADE_REQUIRED",
                           "sluice: this endpoint streams over WebSocket; send a WebSocket upgrade request");
     co_await send_refusal(stream, r, 0);
-    co_return;
+    co_return nullptr;
   }
   Route route{*endpoint, std::string(req.target()), {}, {}, 0};
   std::string encoding;
@@ -698,7 +360,7 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
                           "Sec-WebSocket-Protocol: token, <key>");
     co_await send_refusal(stream, r, 0);
     spdlog::info("client {}: refused {} without a key (401)", peer, route.target.substr(0, route.target.find('?')));
-    co_return;
+    co_return nullptr;
   }
   if (policy->config.pass_through()) {
     tenant = "fp:" + protocol::fingerprint(credential->secret);
@@ -709,7 +371,7 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
       co_await send_refusal(stream, sluice_error(401, "INVALID_AUTH", "Invalid credentials."), 0);
       spdlog::info("client {}: refused an unknown key (fingerprint {}) (401)", peer,
                    protocol::fingerprint(credential->secret));
-      co_return;
+      co_return nullptr;
     }
     tenant = std::move(*t);
     upstream_auth = "Token " + policy->upstream_key;
@@ -771,7 +433,7 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
       tcp_layer.expires_after(handshake_deadline);
       co_await send_refusal(stream, admission_refusal(admitted, tenant), id);
     }
-    co_return;
+    co_return nullptr;
   }
   auto lease = std::move(admitted.lease);
   auto pool_cfg = services.admission->pool_config(*pool).value_or(config::PoolConfig{});
@@ -793,7 +455,7 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
   const auto retry_deadline = arrived + std::chrono::duration_cast<std::chrono::steady_clock::duration>(retry.deadline);
   auto leg = lease.open_leg();
   upstream::ConnectResult conn;
-  std::mt19937 rng(static_cast<unsigned>(id));
+  std::minstd_rand rng(static_cast<unsigned>(id));  // small: it lives in every session's frame
   for (int attempt = 0;; ++attempt) {
     conn = co_await upstream::connect(tcp_layer.get_executor(), *services.upstream_tls, creq);
     if (conn.ok() || !conn.refusal || conn.refusal->status != 429) break;
@@ -859,13 +521,19 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
     }
     tcp_layer.expires_after(handshake_deadline);
     co_await send_refusal(stream, r, id);
-    co_return;
+    co_return nullptr;
   }
   entry.set_request_id(conn.request_id);
 
   // 7. Accept the client, showing the vendor's request id and, for the
   // browser form, the scheme word as the selected subprotocol.
-  websocket::stream<ClientStream> client(std::move(stream));
+  // Bytes the client sent after its upgrade request belong to the relay.
+  std::string client_pending(static_cast<const char*>(buffer.data().data()), buffer.size());
+  buffer.clear();
+  buffer.shrink_to_fit();
+  std::optional<websocket::stream<ClientStream>> client_ws;
+  client_ws.emplace(std::move(stream));
+  auto& client = *client_ws;
   std::string selected = credential->via_subprotocol ? std::string(protocol::scheme_word(credential->scheme)) : "";
   client.set_option(websocket::stream_base::decorator(
       [&conn, &selected, id](websocket::response_type& res) {
@@ -885,11 +553,11 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
       how.closed_by = "client";
       services.recorder->not_opened(entry, how);
     }
-    std::visit([](auto& ws) {
+    std::visit([](auto& up) {
       boost::system::error_code ignored;
-      beast::get_lowest_layer(*ws).socket().close(ignored);
-    }, conn.ws);
-    co_return;
+      relay_detail::socket_of(*up).close(ignored);
+    }, conn.stream);
+    co_return nullptr;
   }
   beast::get_lowest_layer(client).expires_never();
   entry.counters().upstream_open_ns.store(registry::now_ns(), std::memory_order_relaxed);
@@ -898,18 +566,33 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
   spdlog::debug("[S{}] open: tenant={} pool={} {} request_id={} client={}", id, tenant, *pool,
                 route.target.substr(0, route.target.find('?')), conn.request_id, peer);
 
-  // 8. Relay until both legs are closed. The lease goes back as soon as the
-  // upstream leg is gone.
-  set_relay_timeouts(client, cfg.relay, pool_cfg.liveness_timeout);
+  // 8. Relay until both legs are closed, on the bare streams: the WebSocket
+  // objects of the handshakes (and their buffers) go now. The lease goes back
+  // as soon as the upstream leg is gone.
+  auto client_stream = release_stream(client);
+  client_ws.reset();
+  req = {};
+  using Open = OpenSession<BareStream<ClientStream>>;
+  co_return std::unique_ptr<Open>(new Open{std::move(client_stream), std::move(client_pending), std::move(conn.stream),
+                                           std::move(conn.pending), std::move(registration), std::move(lease),
+                                           std::move(leg), std::move(policy), std::move(pool_cfg)});
+}
+
+// Relays an opened stream until both legs are closed; the lease goes back as
+// soon as the upstream leg is gone.
+template <class Bare>
+asio::awaitable<void> relay_session(std::unique_ptr<OpenSession<Bare>> s, SessionServices& services) {
+  auto& entry = s->registration.entry();
+  const auto& cfg = s->policy->config;
   co_await std::visit(
-      [&](auto& upstream_ws) -> asio::awaitable<void> {
-        set_relay_timeouts(*upstream_ws, cfg.relay, cfg.relay.ping_interval * 2);
-        Relay relay(client, *upstream_ws, entry, cfg.relay, pool_cfg, *services.events, *services.registry);
+      [&](auto& upstream_stream) -> asio::awaitable<void> {
+        Relay relay(s->client, *upstream_stream, std::move(s->client_pending), std::move(s->upstream_pending), entry,
+                    cfg.relay, s->pool, *services.events, *services.registry, cfg.relay.ping_interval * 2);
         relay.on_upstream_gone([&] {
           entry.counters().closed_ns.store(registry::now_ns(), std::memory_order_relaxed);
           if (services.recorder) services.recorder->upstream_closed(entry);
-          leg.reset();
-          lease.release();
+          s->leg.reset();
+          s->lease.release();
         });
         co_await relay.run();
         log_summary(entry, relay.closed_by, relay.close_code, relay.close_reason);
@@ -923,7 +606,7 @@ asio::awaitable<void> serve(ClientStream stream, std::string peer, std::shared_p
           services.recorder->finished(entry, how);
         }
       },
-      conn.ws);
+      s->upstream);
 }
 
 }  // namespace
@@ -944,7 +627,8 @@ SessionPolicy::SessionPolicy(config::Config c)
 asio::awaitable<void> run_connection(tcp::socket socket, std::shared_ptr<SessionServices> services) {
   auto peer = client_address(socket);
   if (!services->client_tls) {
-    co_await serve(beast::tcp_stream(std::move(socket)), std::move(peer), services);
+    auto open = co_await serve(beast::tcp_stream(std::move(socket)), std::move(peer), services);
+    if (open) co_await relay_session(std::move(open), *services);
     co_return;
   }
   beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), *services->client_tls);
@@ -956,7 +640,8 @@ asio::awaitable<void> run_connection(tcp::socket socket, std::shared_ptr<Session
     spdlog::debug("client {}: TLS handshake failed: {}", peer, ec.message());
     co_return;
   }
-  co_await serve(std::move(stream), std::move(peer), services);
+  auto open = co_await serve(std::move(stream), std::move(peer), services);
+  if (open) co_await relay_session(std::move(open), *services);
 }
 
 }  // namespace sluice::session

@@ -1,13 +1,15 @@
 #pragma once
 // Opens the vendor-side WebSocket: resolve, connect, TLS (verified, with SNI)
-// and the upgrade, with the real credential injected. Captures what the
-// vendor answered so a refusal can be passed to the client as it was.
+// and the upgrade (Beast's HTTP, RFC 6455 4.1 checks), with the real
+// credential injected. Captures what the vendor answered so a refusal can be
+// passed to the client as it was. On success the caller gets the bare stream
+// and any bytes that came after the 101: the relay walks frames itself.
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
-#include <boost/beast/websocket/stream.hpp>
+#include <boost/asio/ip/tcp.hpp>
 
 #include <chrono>
 #include <memory>
@@ -20,9 +22,9 @@ namespace sluice::upstream {
 namespace beast = boost::beast;
 namespace asio = boost::asio;
 
-using PlainWs = beast::websocket::stream<beast::tcp_stream>;
-using TlsWs = beast::websocket::stream<beast::ssl_stream<beast::tcp_stream>>;
-using UpstreamWs = std::variant<std::unique_ptr<PlainWs>, std::unique_ptr<TlsWs>>;
+using PlainStream = asio::ip::tcp::socket;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+using UpstreamStream = std::variant<std::unique_ptr<PlainStream>, std::unique_ptr<TlsStream>>;
 
 // Where a stream goes: parsed once from a ws:// or wss:// base URL.
 struct UpstreamBase {
@@ -56,13 +58,17 @@ struct Refusal {
 };
 
 struct ConnectResult {
-  UpstreamWs ws;                  // set on success
+  UpstreamStream stream;          // set on success: the upgraded connection
+  std::string pending;            // bytes read after the 101 (the first frames)
   std::string request_id;         // dg-request-id of the 101
   std::optional<Refusal> refusal; // the vendor answered, but not 101
   boost::system::error_code error;  // no answer: resolve/connect/TLS failure or timeout
   bool timed_out = false;
   bool ok() const { return !refusal && !error; }
 };
+
+// Sec-WebSocket-Accept for a Sec-WebSocket-Key (RFC 6455 4.2.2).
+std::string websocket_accept(std::string_view key);
 
 asio::awaitable<ConnectResult> connect(asio::any_io_executor executor, asio::ssl::context& tls,
                                        ConnectRequest request);

@@ -1,0 +1,678 @@
+#pragma once
+// The relay of one admitted stream: a frame-walking byte relay between the
+// client's connection and the upstream's, after both handshakes.
+//
+// Each direction is one pump (a coroutine) that reads whatever bytes have
+// arrived into its leg's buffer, walks the frame headers in them
+// (FrameWalker), and writes the data frames on in one write, as they came: a
+// client's frames still masked (valid toward the upstream, to which sluice is
+// the client), an upstream's unmasked (as a server's frames toward the client
+// must be). Only control frames (answered or passed on by the gateway itself)
+// and the text messages the gateway reads (KeepAlive, CloseStream, Metadata,
+// ...) are unmasked, into a copy. A third coroutine, control, ticks once a
+// second for liveness pings, close deadlines and the pool's hygiene policy,
+// and ends the stream on an operator's request.
+//
+// Thread safety: everything runs on the session's strand. Invariant: each leg
+// has exactly one reader (its pump) and one writer at a time (its WriteGate);
+// a pump whose write ended inside a frame keeps the gate until the frame is
+// complete, so frames the gateway injects (pong, ping, close, CloseStream)
+// land between frames.
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/stream_traits.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <boost/json/object.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <string>
+#include <type_traits>
+
+#include "config/config.hpp"
+#include "events/event_log.hpp"
+#include "protocol/endpoint.hpp"
+#include "protocol/message.hpp"
+#include "registry/registry.hpp"
+#include "session/frame.hpp"
+#include "session/write_gate.hpp"
+
+namespace sluice::session {
+
+namespace relay_detail {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+
+template <class S>
+constexpr bool is_plain = std::is_same_v<S, tcp::socket>;
+
+inline tcp::socket& socket_of(tcp::socket& s) { return s; }
+inline tcp::socket& socket_of(beast::ssl_stream<beast::tcp_stream>& s) { return beast::get_lowest_layer(s).socket(); }
+
+// Four random bytes for a frame the gateway sends to the upstream.
+void random_mask(std::uint8_t* out);
+
+// Close codes as numbers (RFC 6455 7.4.1).
+constexpr std::uint16_t kNormal = 1000, kGoingAway = 1001, kProtocolError = 1002, kPolicy = 1008, kTooBig = 1009,
+                        kInternal = 1011;
+
+// Read buffers start small and grow while reads fill them.
+constexpr std::size_t kInitialBuffer = 1024;
+constexpr std::size_t kMaxBuffer = 64 * 1024;
+
+}  // namespace relay_detail
+
+template <class ClientStream, class UpstreamStream>
+class Relay {
+  using tcp = relay_detail::tcp;
+  template <class S>
+  static constexpr bool is_plain = relay_detail::is_plain<S>;
+
+ public:
+  Relay(ClientStream& client, UpstreamStream& upstream, std::string client_pending, std::string upstream_pending,
+        registry::SessionEntry& entry, const config::RelayConfig& cfg, const config::PoolConfig& pool,
+        events::EventLog& events, const registry::Registry& registry, config::Seconds upstream_liveness)
+      : client_(client, true, cfg.max_message_bytes, std::move(client_pending)),
+        upstream_(upstream, false, cfg.max_message_bytes, std::move(upstream_pending)),
+        entry_(entry),
+        counters_(entry.counters()),
+        cfg_(cfg),
+        pool_(pool),
+        events_(events),
+        registry_(registry),
+        client_liveness_ns_(to_ns(pool.liveness_timeout)),
+        upstream_liveness_ns_(to_ns(upstream_liveness)),
+        control_(std::make_shared<Control>(client.get_executor())) {}
+
+  boost::asio::awaitable<void> run() {
+    auto weak = std::weak_ptr<Control>(control_);
+    auto executor = client_.stream.get_executor();
+    entry_.set_end_handler([weak, executor] {
+      boost::asio::post(executor, [weak] {
+        if (auto c = weak.lock()) {
+          c->end_requested = true;
+          c->timer.cancel();
+        }
+      });
+    });
+    prepare(client_);
+    prepare(upstream_);
+    // One group of three (rather than nested `&&`): a frame and a spawn
+    // fewer per stream.
+    namespace asio = boost::asio;
+    auto [order, e1, e2, e3] = co_await asio::experimental::make_parallel_group(
+                                   asio::co_spawn(executor, pump(client_, upstream_), asio::deferred),
+                                   asio::co_spawn(executor, pump(upstream_, client_), asio::deferred),
+                                   asio::co_spawn(executor, control(), asio::deferred))
+                                   .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+    (void)order;
+    entry_.set_end_handler(nullptr);
+    for (auto& e : {e1, e2, e3})
+      if (e) std::rethrow_exception(e);
+  }
+
+  // Called once, as soon as the upstream leg is closed (its lease returns).
+  void on_upstream_gone(std::function<void()> fn) { upstream_gone_ = std::move(fn); }
+
+  // How the stream ended, for the summary line and the history.
+  const std::string& reap_reason() const { return reap_reason_; }
+  std::string closed_by = "unknown";
+  int close_code = 0;
+  std::string close_reason;
+
+ private:
+  static constexpr auto use_tuple = boost::asio::as_tuple(boost::asio::use_awaitable);
+
+  static std::int64_t to_ns(config::Seconds s) { return static_cast<std::int64_t>(s.count() * 1e9); }
+
+  struct Control {
+    explicit Control(boost::asio::any_io_executor ex) : timer(ex) {}
+    boost::asio::steady_timer timer;
+    bool end_requested = false;
+  };
+
+  // One side's connection and what the relay knows about it.
+  template <class Stream>
+  struct Leg {
+    Leg(Stream& s, bool is_client, std::uint64_t max_message, std::string first_bytes)
+        : stream(s), gate(s.get_executor()), walker(is_client, max_message), client(is_client),
+          pending(std::move(first_bytes)) {}
+    Stream& stream;
+    WriteGate gate;        // writers of this leg
+    FrameWalker walker;    // frames arriving from this leg
+    const bool client;     // the client's leg: frames from it are masked, frames to it are not
+    std::string pending;   // bytes that arrived with the handshake
+    // The read buffer: [0, carry) holds the start of a frame header left from
+    // the last read. Owned by this leg's pump.
+    std::unique_ptr<std::uint8_t[]> buf;
+    std::size_t buf_size = 0;
+    std::size_t carry = 0;
+    bool close_queued = false;    // a close frame is waiting for the gate
+    bool close_sent = false;      // a close frame was written to this leg
+    bool close_received = false;  // this leg's close frame arrived
+    bool parsing = true;          // false after a protocol error: the rest is discarded
+    bool cut = false;             // the socket was closed by the gateway
+    bool timed_out = false;       // ... because the leg fell silent
+    bool done = false;            // its pump has ended
+    bool mid_frame = false;       // the pump writing to it holds its gate inside a frame
+    std::int64_t last_read_ns = 0;
+    std::int64_t ping_sent_ns = 0;   // 0: no ping outstanding
+    std::int64_t close_sent_ns = 0;
+    std::int64_t write_since_ns = 0;  // a blocked write to it in progress since
+  };
+
+  template <class Stream>
+  void prepare(Leg<Stream>& leg) {
+    leg.last_read_ns = registry::now_ns();
+    if constexpr (is_plain<Stream>) {
+      boost::system::error_code ignored;
+      leg.stream.non_blocking(true, ignored);  // for writes that never wait
+    }
+  }
+
+  // Closes a leg's socket: its reader and any writer end at once.
+  template <class Stream>
+  void cut(Leg<Stream>& leg) {
+    if (leg.cut) return;
+    leg.cut = true;
+    if (leg.mid_frame) {
+      // The pump writing to it held the gate inside a frame: nothing more goes out.
+      leg.mid_frame = false;
+      leg.gate.release();
+    }
+    boost::system::error_code ignored;
+    auto& s = relay_detail::socket_of(leg.stream);
+    s.shutdown(tcp::socket::shutdown_both, ignored);
+    s.close(ignored);
+  }
+
+  void note_close(std::string side, const ClosePayload& cp) {
+    if (closed_by != "unknown") return;
+    closed_by = std::move(side);
+    close_code = cp.has_code ? cp.code : 0;
+    close_reason = cp.reason;
+  }
+
+  static ClosePayload make_close(std::uint16_t code, std::string reason) {
+    ClosePayload cp;
+    cp.has_code = true;
+    cp.code = code;
+    cp.reason = std::move(reason);
+    return cp;
+  }
+
+  // A frame the gateway itself sends on a leg: masked toward the upstream.
+  template <class Stream>
+  static std::string own_frame(const Leg<Stream>& leg, std::uint8_t op, std::string_view payload) {
+    std::string out;
+    if (leg.client) {
+      append_frame(out, op, payload);
+    } else {
+      std::uint8_t mask[4];
+      relay_detail::random_mask(mask);
+      append_frame(out, op, payload, mask);
+    }
+    return out;
+  }
+
+  // Writes a frame of the gateway's own through the leg's gate. With
+  // `may_wait` false (the control task, which must never stall behind a peer
+  // that stopped reading), the gate must be free and a plain socket must take
+  // the frame at once, else the leg is cut.
+  template <class Stream>
+  boost::asio::awaitable<void> send_own(Leg<Stream>& leg, std::string frame, bool may_wait = true) {
+    if (leg.cut) co_return;
+    if (!leg.gate.try_acquire()) {
+      if (!may_wait) {
+        cut(leg);
+        co_return;
+      }
+      co_await leg.gate.acquire();
+    }
+    std::size_t done = 0;
+    boost::system::error_code ec;
+    if constexpr (is_plain<Stream>) {
+      if (!leg.cut) done = leg.stream.write_some(boost::asio::buffer(frame), ec);
+      if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) ec = {};
+      if (!ec && done < frame.size() && !may_wait) ec = boost::asio::error::would_block;
+    }
+    if (!ec && done < frame.size() && !leg.cut) {
+      auto [wec, n] = co_await boost::asio::async_write(leg.stream, boost::asio::buffer(frame.data() + done, frame.size() - done),
+                                                        use_tuple);
+      (void)n;
+      ec = wec;
+    }
+    leg.gate.release();
+    if (ec) cut(leg);
+  }
+
+  // Sends a close frame on a leg once; no data frame follows it.
+  template <class Stream>
+  boost::asio::awaitable<void> close_leg(Leg<Stream>& leg, ClosePayload cp, bool may_wait = true) {
+    if (leg.close_queued || leg.cut) co_return;
+    leg.close_queued = true;
+    auto frame = own_frame(leg, opcode::close, close_payload(cp));
+    if (!leg.gate.try_acquire()) {
+      if (!may_wait) {
+        cut(leg);
+        co_return;
+      }
+      co_await leg.gate.acquire();
+    }
+    leg.close_sent = true;
+    leg.close_sent_ns = registry::now_ns();
+    leg.gate.release();  // free: send_own takes it again without waiting
+    co_await send_own(leg, std::move(frame), may_wait);
+  }
+
+  std::string too_big_text() const {
+    return fmt::format("sluice: message larger than {} bytes", cfg_.max_message_bytes);
+  }
+
+  // Writes [p, p + n) of `from`'s buffer to `to`. A plain socket is written
+  // without waiting when it takes the bytes at once (the usual case); what it
+  // does not take is written asynchronously, and `from` reads nothing more
+  // meanwhile (backpressure). The gate stays held if the bytes end inside a
+  // frame.
+  template <class To>
+  boost::asio::awaitable<void> forward(Leg<To>& to, const std::uint8_t* p, std::size_t n, bool mid_frame) {
+    if (!to.mid_frame && !to.gate.try_acquire()) co_await to.gate.acquire();
+    to.mid_frame = false;
+    std::size_t done = 0;
+    boost::system::error_code ec;
+    if constexpr (is_plain<To>) {
+      done = to.stream.write_some(boost::asio::buffer(p, n), ec);
+      if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) ec = {};
+    }
+    if (!ec && done < n && !to.cut) {
+      to.write_since_ns = registry::now_ns();
+      auto [wec, wn] = co_await boost::asio::async_write(to.stream, boost::asio::buffer(p + done, n - done), use_tuple);
+      (void)wn;
+      to.write_since_ns = 0;
+      ec = wec;
+    }
+    if (ec || to.cut) {
+      // The leg failed: cut it; its own reader reports why.
+      to.gate.release();
+      cut(to);
+      co_return;
+    }
+    if (mid_frame) to.mid_frame = true;
+    else to.gate.release();
+  }
+
+  // Per message, from the client: counters and the sniffed type of text.
+  void on_client_message(bool text, std::uint64_t size, std::string_view sniffed) {
+    auto now = registry::now_ns();
+    counters_.client_messages.fetch_add(1, std::memory_order_relaxed);
+    counters_.client_bytes.fetch_add(size, std::memory_order_relaxed);
+    if (!text) {
+      counters_.audio_messages.fetch_add(1, std::memory_order_relaxed);
+      counters_.audio_bytes.fetch_add(size, std::memory_order_relaxed);
+      registry::note_audio(counters_, now);
+      return;
+    }
+    counters_.last_text_ns.store(now, std::memory_order_relaxed);
+    switch (protocol::classify(protocol::sniff_type(sniffed))) {
+      case protocol::MessageType::keep_alive:
+        counters_.keep_alive.fetch_add(1, std::memory_order_relaxed);
+        counters_.last_keep_alive_ns.store(now, std::memory_order_relaxed);
+        break;
+      case protocol::MessageType::finalize:
+        counters_.finalize.fetch_add(1, std::memory_order_relaxed);
+        break;
+      case protocol::MessageType::close_stream:
+        counters_.close_stream.fetch_add(1, std::memory_order_relaxed);
+        entry_.set_state(registry::SessionState::closing);
+        break;
+      default:
+        break;
+    }
+  }
+
+  // Per message, from the upstream: counters, and Metadata/Connected read.
+  void on_upstream_message(bool text, std::uint64_t size, std::string_view sniffed) {
+    auto now = registry::now_ns();
+    counters_.upstream_messages.fetch_add(1, std::memory_order_relaxed);
+    counters_.upstream_bytes.fetch_add(size, std::memory_order_relaxed);
+    counters_.last_upstream_ns.store(now, std::memory_order_relaxed);
+    if (!text) return;
+    auto type = protocol::classify(protocol::sniff_type(sniffed));
+    if (type != protocol::MessageType::metadata && type != protocol::MessageType::connected) return;
+    if (auto s = protocol::read_summary(sniffed)) {
+      if (!s->request_id.empty() && entry_.request_id().empty()) entry_.set_request_id(s->request_id);
+      if (type == protocol::MessageType::metadata) entry_.set_upstream_summary(s->duration, s->channels);
+    }
+  }
+
+  // Makes room for a read in `leg`'s buffer: allocated on first use, doubled
+  // while reads fill it, up to kMaxBuffer.
+  template <class Stream>
+  static void reserve(Leg<Stream>& leg, std::size_t want) {
+    if (leg.buf && leg.buf_size >= want) return;
+    resize(leg, std::max(want, leg.buf_size == 0 ? relay_detail::kInitialBuffer : leg.buf_size * 2));
+  }
+  template <class Stream>
+  static void resize(Leg<Stream>& leg, std::size_t size) {
+    auto fresh = std::make_unique<std::uint8_t[]>(size);
+    if (leg.carry) std::memcpy(fresh.get(), leg.buf.get(), leg.carry);
+    leg.buf = std::move(fresh);
+    leg.buf_size = size;
+  }
+
+  // Reads `from` and writes its data frames to `to` until `from` is closed.
+  template <class From, class To>
+  boost::asio::awaitable<void> pump(Leg<From>& from, Leg<To>& to) {
+    for (;;) {
+      // 1. Read what has arrived, after a header carried from the last read.
+      std::size_t n = 0;
+      boost::system::error_code ec;
+      if (!from.pending.empty()) {
+        reserve(from, from.carry + from.pending.size());
+        std::memcpy(from.buf.get() + from.carry, from.pending.data(), from.pending.size());
+        n = from.pending.size();
+        std::string().swap(from.pending);
+      } else {
+        if (!from.buf) reserve(from, relay_detail::kInitialBuffer);
+        auto [rec, rn] = co_await from.stream.async_read_some(
+            boost::asio::buffer(from.buf.get() + from.carry, from.buf_size - from.carry), use_tuple);
+        ec = rec;
+        n = rn;
+      }
+      if (ec) {
+        // A frame cut short cannot be finished on the other leg: cut it too.
+        if (to.mid_frame) cut(to);
+        co_await leg_lost(from, to, ec);
+        break;
+      }
+      auto now = registry::now_ns();
+      from.last_read_ns = now;
+      from.ping_sent_ns = 0;
+      auto total = from.carry + n;
+      bool filled = total == from.buf_size;
+      if (!from.parsing || from.close_received) {
+        from.carry = 0;  // after the close (or a protocol error): discarded
+        continue;
+      }
+
+      // 2. Walk the frames; keep the data frames in place.
+      auto r = from.client
+                   ? from.walker.walk(from.buf.get(), total,
+                                      [this](bool t, std::uint64_t s, std::string_view v) { on_client_message(t, s, v); })
+                   : from.walker.walk(from.buf.get(), total, [this](bool t, std::uint64_t s, std::string_view v) {
+                       on_upstream_message(t, s, v);
+                     });
+
+      // 3. Write them on, unless that leg is closing or gone.
+      if (r.forward > 0 && !to.close_sent && !to.cut) co_await forward(to, from.buf.get(), r.forward, r.mid_frame);
+
+      // 4. Keep the start of an incomplete header for the next read.
+      from.carry = total - r.carry_from;
+      if (from.carry) std::memmove(from.buf.get(), from.buf.get() + r.carry_from, from.carry);
+      if (filled && from.buf_size < relay_detail::kMaxBuffer) reserve(from, from.buf_size * 2);
+      else if (from.buf_size > relay_detail::kInitialBuffer && total < from.buf_size / 4)
+        resize(from, from.buf_size / 2);  // a burst is over: give half back
+
+      // 5. Control frames.
+      if (from.walker.ping_pending) {
+        from.walker.ping_pending = false;
+        auto payload = std::move(from.walker.ping_payload);
+        if (!from.close_sent) co_await send_own(from, own_frame(from, opcode::pong, payload));
+      }
+      from.walker.pong_seen = false;
+      if (r.too_big) co_await on_too_big(from, to);
+      if (r.stop == WalkStop::close) {
+        co_await on_close_frame(from, to);
+        if constexpr (!is_plain<From>) {
+          // TLS: end the session with close_notify both ways, then go.
+          if (from.close_sent && !from.cut) {
+            if (!from.gate.try_acquire()) co_await from.gate.acquire();
+            co_await from.stream.async_shutdown(use_tuple);
+            from.gate.release();
+            break;
+          }
+        }
+      } else if (r.stop == WalkStop::protocol_error) {
+        co_await on_protocol_error(from, to);
+      }
+    }
+    from.done = true;
+    if (!from.client) {
+      // The upstream leg is closed (or failed): its socket goes now, and with it the lease.
+      cut(from);
+      if (upstream_gone_) std::exchange(upstream_gone_, nullptr)();
+    } else {
+      cut(from);
+    }
+    if (++pumps_done_ == 2) control_->timer.cancel();
+  }
+
+  // A close frame from `from`: pass it on with its code and reason exactly
+  // (or none), answer it, and let the connection end.
+  template <class From, class To>
+  boost::asio::awaitable<void> on_close_frame(Leg<From>& from, Leg<To>& to) {
+    from.close_received = true;
+    from.carry = 0;
+    auto cp = from.walker.close;
+    if (from.walker.close_malformed) {
+      note_close(from.client ? "client" : "upstream", make_close(relay_detail::kProtocolError, "bad close frame"));
+      co_await close_leg(from, make_close(relay_detail::kProtocolError, "sluice: bad close frame"));
+      co_await close_leg(to, make_close(from.client ? relay_detail::kGoingAway : relay_detail::kInternal,
+                                        from.client ? "client connection lost" : "sluice: upstream connection lost"));
+    } else {
+      note_close(from.client ? "client" : "upstream", cp);
+      co_await close_leg(to, cp);
+      co_await close_leg(from, cp);  // the answer, unless this was the answer
+    }
+    // The close handshake on `from` is complete. A server closes the TCP
+    // connection first; toward the upstream, sluice waits for the server to.
+    // (TLS legs first exchange close_notify: see the pump.)
+    if (from.client && is_plain<From>) {
+      boost::system::error_code ignored;
+      relay_detail::socket_of(from.stream).shutdown(tcp::socket::shutdown_send, ignored);
+    }
+  }
+
+  template <class From, class To>
+  boost::asio::awaitable<void> on_too_big(Leg<From>& from, Leg<To>& to) {
+    auto reason = make_close(relay_detail::kTooBig, too_big_text());
+    note_close("gateway", reason);
+    co_await close_leg(from, reason);
+    if (from.client) co_await close_leg(to, make_close(relay_detail::kGoingAway, "client message too big"));
+    else co_await close_leg(to, reason);
+  }
+
+  template <class From, class To>
+  boost::asio::awaitable<void> on_protocol_error(Leg<From>& from, Leg<To>& to) {
+    spdlog::debug("[S{}] protocol error from the {}: {}", entry_.info().id, from.client ? "client" : "upstream",
+                  from.walker.error());
+    if (closed_by == "unknown") {
+      closed_by = from.client ? "client" : "upstream";
+      close_code = relay_detail::kProtocolError;
+      close_reason = std::string("protocol error: ") + from.walker.error();
+    }
+    from.parsing = false;
+    from.carry = 0;
+    co_await close_leg(from, make_close(relay_detail::kProtocolError, std::string("sluice: ") + from.walker.error()));
+    // The connection is failed (RFC 6455 7.1.7): what follows is not read as
+    // frames. A client is told so by our end of the TCP connection.
+    if (from.client && is_plain<From>) {
+      boost::system::error_code ignored;
+      relay_detail::socket_of(from.stream).shutdown(tcp::socket::shutdown_send, ignored);
+    } else {
+      cut(from);
+    }
+    if (from.client) co_await close_leg(to, make_close(relay_detail::kGoingAway, "client connection lost"));
+    else co_await close_leg(to, make_close(relay_detail::kInternal, "sluice: upstream connection lost"));
+  }
+
+  // `from` ended without (or after) its close handshake: a reset, EOF, a
+  // timeout, or the gateway cut it.
+  template <class From, class To>
+  boost::asio::awaitable<void> leg_lost(Leg<From>& from, Leg<To>& to, const boost::system::error_code& ec) {
+    bool orderly = from.close_received && from.close_sent;
+    if (orderly) co_return;
+    std::string why = from.timed_out ? std::string("timeout") : ec.message();
+    if (from.client) {
+      if (from.timed_out) reap("half_open", "no pong from the client within the liveness timeout");
+      if (closed_by == "unknown") {
+        closed_by = "client";
+        close_reason = "connection lost: " + why;
+      }
+      co_await close_leg(to, make_close(relay_detail::kGoingAway, "client connection lost"));
+    } else {
+      if (closed_by == "unknown") {
+        closed_by = "upstream";
+        close_code = relay_detail::kInternal;
+        close_reason = "connection lost: " + why;
+      }
+      co_await close_leg(to, make_close(relay_detail::kInternal, "sluice: upstream connection lost"));
+    }
+  }
+
+  // Records a reap (hygiene) once.
+  void reap(std::string_view reason, std::string_view detail) {
+    if (!reap_reason_.empty()) return;
+    reap_reason_ = std::string(reason);
+    auto now = registry::now_ns();
+    boost::json::object ev;
+    ev["session_id"] = entry_.info().id;
+    ev["tenant"] = entry_.info().tenant;
+    ev["pool"] = entry_.info().pool;
+    ev["request_id"] = entry_.request_id();
+    ev["reason"] = reason;
+    ev["detail"] = detail;
+    ev["age_seconds"] = static_cast<double>(now - std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                      entry_.info().accepted.time_since_epoch())
+                                                      .count()) /
+                        1e9;
+    ev["idle_seconds"] = registry::Registry::idle_seconds(entry_, now);
+    ev["keep_alive_only"] = registry_.keep_alive_only(entry_, now);
+    events_.record("reap", std::move(ev));
+    spdlog::info("[S{}] reaped ({}): {}", entry_.info().id, reason, detail);
+  }
+
+  // Liveness of one leg, once a tick: ping a peer silent for half its
+  // liveness timeout; cut one silent for all of it that left the ping
+  // unanswered; cut a leg whose close handshake outlived close_timeout.
+  // A leg whose pump is blocked writing to the other (backpressure) is not
+  // being read: its silence is the other leg's doing.
+  template <class Stream, class Other>
+  boost::asio::awaitable<void> check_leg(Leg<Stream>& leg, const Leg<Other>& other, std::int64_t now,
+                                         std::int64_t liveness) {
+    if (leg.done || leg.cut) co_return;
+    if (leg.close_sent && now - leg.close_sent_ns >= to_ns(cfg_.close_timeout)) {
+      cut(leg);
+      co_return;
+    }
+    if (liveness <= 0 || leg.close_sent) co_return;
+    if (other.write_since_ns) {
+      leg.last_read_ns = now;
+      co_return;
+    }
+    auto silent = now - leg.last_read_ns;
+    if (silent >= liveness && leg.ping_sent_ns != 0 && now - leg.ping_sent_ns >= liveness / 2) {
+      // Silent for the whole timeout, and our ping unanswered: dead.
+      leg.timed_out = true;
+      cut(leg);
+    } else if (silent >= liveness / 2 && leg.ping_sent_ns == 0 && !leg.gate.busy()) {
+      leg.ping_sent_ns = now;
+      co_await send_own(leg, own_frame(leg, opcode::ping, {}), false);
+    }
+  }
+
+  // Ends the stream when asked (an operator's DELETE, a drain) or when the
+  // pool's hygiene policy says so: sends the endpoint's close message upstream
+  // so the final results reach the client, then, if the stream is still open
+  // after the grace period, closes both legs. A client that stopped reading
+  // is cut at once. Also drives both legs' liveness.
+  boost::asio::awaitable<void> control() {
+    bool ending = false;
+    std::int64_t ending_since = 0;
+    const auto grace_ns = to_ns(cfg_.close_grace);
+    while (pumps_done_ < 2) {
+      control_->timer.expires_after(std::chrono::seconds(1));
+      co_await control_->timer.async_wait(use_tuple);
+      if (pumps_done_ == 2) break;
+      auto now = registry::now_ns();
+      co_await check_leg(client_, upstream_, now, client_liveness_ns_);
+      co_await check_leg(upstream_, client_, now, upstream_liveness_ns_);
+      if (pumps_done_ == 2) break;
+      if (!ending) {
+        auto age = static_cast<double>(now - std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                 entry_.info().accepted.time_since_epoch())
+                                                 .count()) /
+                   1e9;
+        auto idle = registry::Registry::idle_seconds(entry_, now);
+        if (client_.write_since_ns && now - client_.write_since_ns >= client_liveness_ns_ && !client_.cut) {
+          // The client stopped reading: nothing can be delivered to it.
+          reap("half_open", "the client read nothing within the liveness timeout");
+          note_close("gateway", make_close(relay_detail::kPolicy, "client stopped reading"));
+          cut(client_);
+          co_await close_leg(upstream_, make_close(relay_detail::kGoingAway, "client stopped reading"), false);
+          continue;
+        }
+        bool end = control_->end_requested;
+        if (!end && pool_.idle_close_after.count() > 0 && idle >= pool_.idle_close_after.count()) {
+          reap("idle", fmt::format("no audio for {:.0f} s", idle));
+          end = true;
+        }
+        if (!end && pool_.max_duration.count() > 0 && age >= pool_.max_duration.count()) {
+          reap("max_duration", fmt::format("open for {:.0f} s", age));
+          end = true;
+        }
+        if (!end) continue;
+        if (upstream_.gate.busy()) continue;  // a frame is in flight: next tick
+        ending = true;
+        ending_since = now;
+        entry_.set_state(registry::SessionState::closing);
+        auto msg = protocol::close_message(entry_.info().endpoint);
+        if (!msg.empty() && !upstream_.close_sent)
+          co_await send_own(upstream_, own_frame(upstream_, opcode::text, msg), false);
+        if (!msg.empty()) continue;
+      } else if (now - ending_since < grace_ns) {
+        continue;
+      }
+      // Grace is over (or there is no close message): close both legs. A leg
+      // whose writer is stuck behind a reader that stopped reading is cut.
+      std::string why = reap_reason_.empty() ? "session ended by operator" : "session reaped: " + reap_reason_;
+      auto cp = make_close(relay_detail::kNormal, "sluice: " + why);
+      note_close("gateway", cp);
+      co_await close_leg(client_, cp, false);
+      co_await close_leg(upstream_, cp, false);
+      ending_since = std::numeric_limits<std::int64_t>::max() / 2;  // closed: wait for the pumps
+    }
+  }
+
+  Leg<ClientStream> client_;
+  Leg<UpstreamStream> upstream_;
+  registry::SessionEntry& entry_;
+  registry::SessionCounters& counters_;
+  const config::RelayConfig& cfg_;
+  const config::PoolConfig& pool_;
+  events::EventLog& events_;
+  const registry::Registry& registry_;
+  const std::int64_t client_liveness_ns_;
+  const std::int64_t upstream_liveness_ns_;
+  std::function<void()> upstream_gone_;
+  std::string reap_reason_;  // set when the gateway ends the stream for hygiene
+  std::shared_ptr<Control> control_;
+  int pumps_done_ = 0;
+};
+
+}  // namespace sluice::session
