@@ -73,6 +73,8 @@ constexpr std::uint16_t kNormal = 1000, kGoingAway = 1001, kProtocolError = 1002
 
 // Read buffers start small and grow while reads fill them.
 constexpr std::size_t kInitialBuffer = 1024;
+// A plain leg silent this long waits for bytes without a read buffer.
+constexpr std::int64_t kParkAfterNs = 2'000'000'000;
 constexpr std::size_t kMaxBuffer = 64 * 1024;
 
 }  // namespace relay_detail
@@ -170,6 +172,9 @@ class Relay {
     bool timed_out = false;       // ... because the leg fell silent
     bool done = false;            // its pump has ended
     bool mid_frame = false;       // the pump writing to it holds its gate inside a frame
+    bool reading = false;         // its pump waits in a read into `buf`
+    bool park_requested = false;  // control cancelled that read to free `buf`
+    bool parked = false;          // silent: its pump waits for bytes with no buffer
     std::int64_t last_read_ns = 0;
     std::int64_t ping_sent_ns = 0;   // 0: no ping outstanding
     std::int64_t close_sent_ns = 0;
@@ -388,11 +393,33 @@ class Relay {
         n = from.pending.size();
         std::string().swap(from.pending);
       } else {
-        if (!from.buf) reserve(from, relay_detail::kInitialBuffer);
-        auto [rec, rn] = co_await from.stream.async_read_some(
-            boost::asio::buffer(from.buf.get() + from.carry, from.buf_size - from.carry), use_tuple);
-        ec = rec;
-        n = rn;
+        if constexpr (is_plain<From>) {
+          if (from.parked) {
+            // Silent for a while: wait for bytes without holding a buffer.
+            auto [wec] = co_await from.stream.async_wait(tcp::socket::wait_read, use_tuple);
+            from.parked = false;
+            ec = wec;
+          }
+        }
+        if (!ec) {
+          if (!from.buf) reserve(from, relay_detail::kInitialBuffer);
+          from.reading = true;
+          auto [rec, rn] = co_await from.stream.async_read_some(
+              boost::asio::buffer(from.buf.get() + from.carry, from.buf_size - from.carry), use_tuple);
+          from.reading = false;
+          ec = rec;
+          n = rn;
+          if (ec == boost::asio::error::operation_aborted && from.park_requested && !from.cut) {
+            from.park_requested = false;
+            if (from.carry == 0) {
+              from.buf.reset();
+              from.buf_size = 0;
+              from.parked = true;
+            }
+            continue;
+          }
+          from.park_requested = false;
+        }
       }
       if (ec) {
         // A frame cut short cannot be finished on the other leg: cut it too.
@@ -586,6 +613,17 @@ class Relay {
       co_return;
     }
     auto silent = now - leg.last_read_ns;
+    if constexpr (is_plain<Stream>) {
+      // A leg silent for a while gives its read buffer back: its pending read
+      // is cancelled (no write is in flight while the gate is free) and the
+      // pump waits for readiness instead.
+      if (silent >= relay_detail::kParkAfterNs && leg.reading && !leg.park_requested && leg.carry == 0 &&
+          !leg.gate.busy()) {
+        leg.park_requested = true;
+        boost::system::error_code ignored;
+        leg.stream.cancel(ignored);
+      }
+    }
     if (silent >= liveness && leg.ping_sent_ns != 0 && now - leg.ping_sent_ns >= liveness / 2) {
       // Silent for the whole timeout, and our ping unanswered: dead.
       leg.timed_out = true;
