@@ -19,13 +19,12 @@
 
 #include <charconv>
 #include <chrono>
-#include <cstdio>
-#include <ctime>
 #include <functional>
 #include <variant>
 
 #include "admin/history_api.hpp"
 #include "admin/metrics.hpp"
+#include "history/timespec.hpp"
 #include "admin/sessions_json.hpp"
 #include "admission/controller.hpp"
 #include "events/event_log.hpp"
@@ -87,32 +86,16 @@ std::optional<double> parse_number(std::string_view s) {
   return v;
 }
 
-// RFC 3339 (UTC "Z" or an offset) or Unix seconds, to ns since the epoch.
+// Unix seconds, or the history's time syntax (RFC 3339, now, -2h, ...), to
+// ns since the epoch; nullopt when it is neither.
 std::optional<std::int64_t> parse_time(const std::string& text) {
   if (auto n = parse_number(text)) return static_cast<std::int64_t>(*n * 1e9);
-  std::tm tm{};
-  const char* rest = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-  if (!rest) return std::nullopt;
-  double frac = 0;
-  if (*rest == '.') {
-    char* end = nullptr;
-    frac = std::strtod(rest, &end);
-    rest = end;
-  }
-  long offset = 0;
-  if (*rest == 'Z' || *rest == 'z') {
-    ++rest;
-  } else if (*rest == '+' || *rest == '-') {
-    int hh = 0, mm = 0;
-    if (std::sscanf(rest + 1, "%2d:%2d", &hh, &mm) != 2) return std::nullopt;
-    offset = (hh * 3600L + mm * 60L) * (*rest == '-' ? -1 : 1);
-    rest += 6;
-  } else {
+  try {
+    auto now = registry::now_ns() / 1000;
+    return history::parse_time(text, now) * 1000;
+  } catch (const history::TimeError&) {
     return std::nullopt;
   }
-  if (*rest) return std::nullopt;
-  auto secs = timegm(&tm) - offset;
-  return static_cast<std::int64_t>((static_cast<double>(secs) + frac) * 1e9);
 }
 
 class Handler {
@@ -211,7 +194,8 @@ class Handler {
           auto t = parse_time(p.value);
           if (!t)
             return error_response(req, http::status::bad_request, "bad_request",
-                                  p.key + " must be RFC 3339 (2026-11-22T20:15:03Z) or Unix seconds; got '" + p.value + "'");
+                                  p.key + " must be RFC 3339 (2026-11-22T20:15:03Z), a relative time (-2h) or Unix seconds; got '" +
+                                      p.value + "'");
           (p.key == "since" ? f.since_ns : f.until_ns) = *t;
         } else if (p.key == "limit") {
           auto v = parse_number(p.value);

@@ -421,6 +421,14 @@ CLI::App* add_history_command(CLI::App& app, int& exit_code, ReportKind kind, co
 
 }  // namespace
 
+// --from, --to, --pool and --tenant, as every history command has them.
+void add_range_options(CLI::App* cmd, HistoryOptions& o) {
+  o.from_opt = cmd->add_option("--from", o.from, "Start of the range (inclusive)");
+  o.to_opt = cmd->add_option("--to", o.to, "End of the range (exclusive; default now)");
+  o.pool_opt = cmd->add_option("--pool", o.pool, "Only this pool");
+  o.tenant_opt = cmd->add_option("--tenant", o.tenant, "Only this tenant's streams");
+}
+
 void register_history_commands(CLI::App& app, int& exit_code) {
   {
     auto o = std::make_shared<HistoryOptions>();
@@ -434,10 +442,7 @@ void register_history_commands(CLI::App& app, int& exit_code) {
         "  sluice sessions --from 2026-11-20 --to 2026-11-21 --tenant acme --all --csv > day.csv",
         o);
     o->at_opt = cmd->add_option("--at", o->at, "The instant: streams open then (opened <= T < closed)");
-    o->from_opt = cmd->add_option("--from", o->from, "Start of the range (inclusive)");
-    o->to_opt = cmd->add_option("--to", o->to, "End of the range (exclusive; default now)");
-    o->pool_opt = cmd->add_option("--pool", o->pool, "Only this pool");
-    o->tenant_opt = cmd->add_option("--tenant", o->tenant, "Only this tenant");
+    add_range_options(cmd, *o);
     cmd->add_flag("--all", o->all,
                   "With --from/--to: also streams that never opened (refused, queue timeouts), by their accept time");
   }
@@ -453,10 +458,7 @@ void register_history_commands(CLI::App& app, int& exit_code) {
         "  sluice peaks --window 10m --from -7d --csv",
         o);
     o->window_opt = cmd->add_option("--window", o->window, "Window length: 30s, 10m, 1h, 1d (required)");
-    o->from_opt = cmd->add_option("--from", o->from, "Start of the range (inclusive, required)");
-    o->to_opt = cmd->add_option("--to", o->to, "End of the range (exclusive; default now)");
-    o->pool_opt = cmd->add_option("--pool", o->pool, "Only this pool");
-    o->tenant_opt = cmd->add_option("--tenant", o->tenant, "Only this tenant's streams");
+    add_range_options(cmd, *o);
   }
   {
     auto o = std::make_shared<HistoryOptions>();
@@ -468,10 +470,7 @@ void register_history_commands(CLI::App& app, int& exit_code) {
         "  sluice concurrency --from 2026-11-20T14:00:00Z --to 2026-11-20T15:00:00Z --step 10s --csv",
         o);
     o->step_opt = cmd->add_option("--step", o->step, "Step: 1s, 10s, 1m, 1h (required)");
-    o->from_opt = cmd->add_option("--from", o->from, "Start of the range (inclusive, required)");
-    o->to_opt = cmd->add_option("--to", o->to, "End of the range (exclusive; default now)");
-    o->pool_opt = cmd->add_option("--pool", o->pool, "Only this pool");
-    o->tenant_opt = cmd->add_option("--tenant", o->tenant, "Only this tenant's streams");
+    add_range_options(cmd, *o);
   }
   {
     auto o = std::make_shared<HistoryOptions>();
@@ -483,10 +482,7 @@ void register_history_commands(CLI::App& app, int& exit_code) {
         "  sluice usage --from 2026-11-01 --to 2026-12-01\n"
         "  sluice usage --from 2026-11-01 --to 2026-12-01 --tz America/New_York --tenant acme --csv",
         o);
-    o->from_opt = cmd->add_option("--from", o->from, "Start of the range (inclusive, required)");
-    o->to_opt = cmd->add_option("--to", o->to, "End of the range (exclusive; default now)");
-    o->pool_opt = cmd->add_option("--pool", o->pool, "Only this pool");
-    o->tenant_opt = cmd->add_option("--tenant", o->tenant, "Only this tenant");
+    add_range_options(cmd, *o);
   }
 }
 
