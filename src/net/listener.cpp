@@ -14,8 +14,12 @@
 namespace sluice::net {
 
 Listener::Listener(asio::io_context& ioc, const tcp::endpoint& endpoint, Handler handler,
-                   std::string name)
-    : ioc_(ioc), acceptor_(ioc), handler_(std::move(handler)), name_(std::move(name)) {
+                   std::string name, bool strand_per_connection)
+    : ioc_(ioc),
+      acceptor_(ioc),
+      handler_(std::move(handler)),
+      name_(std::move(name)),
+      strand_per_connection_(strand_per_connection) {
   boost::system::error_code ec;
   acceptor_.open(endpoint.protocol(), ec);
   if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
@@ -39,8 +43,9 @@ void Listener::stop() {
 
 asio::awaitable<void> Listener::accept_loop() {
   for (;;) {
-    auto [ec, socket] = co_await acceptor_.async_accept(asio::make_strand(ioc_),
-                                                        asio::as_tuple(asio::use_awaitable));
+    asio::any_io_executor executor = ioc_.get_executor();
+    if (strand_per_connection_) executor = asio::make_strand(ioc_);
+    auto [ec, socket] = co_await acceptor_.async_accept(executor, asio::as_tuple(asio::use_awaitable));
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
     if (ec) {
       // Out of descriptors and the like: log and keep accepting.
@@ -48,8 +53,7 @@ asio::awaitable<void> Listener::accept_loop() {
       continue;
     }
     socket.set_option(tcp::no_delay(true), ec);
-    auto executor = socket.get_executor();
-    asio::co_spawn(executor, handler_(std::move(socket)), [name = name_](std::exception_ptr e) {
+    asio::co_spawn(socket.get_executor(), handler_(std::move(socket)), [name = name_](std::exception_ptr e) {
       if (!e) return;
       try {
         std::rethrow_exception(e);

@@ -1,7 +1,10 @@
 #pragma once
 // A TCP accept loop: binds at construction (so port 0 can be discovered at
 // once), then hands each accepted socket to a handler coroutine spawned on a
-// strand of its own. Thread safety: construct, start and stop from one thread.
+// strand of its own, or, when the io_context runs on one thread only, on the
+// io_context's own executor (a strand there would only add a lock and a queue
+// to every completion). Thread safety: construct, start and stop from one
+// thread.
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -21,8 +24,9 @@ class Listener {
   using Handler = std::function<asio::awaitable<void>(tcp::socket)>;
 
   // Throws std::system_error naming the endpoint if it cannot bind.
+  // `strand_per_connection`: false only when `ioc` runs on a single thread.
   Listener(asio::io_context& ioc, const tcp::endpoint& endpoint, Handler handler,
-           std::string name);
+           std::string name, bool strand_per_connection = true);
   ~Listener();
 
   tcp::endpoint local_endpoint() const;
@@ -37,6 +41,7 @@ class Listener {
   tcp::endpoint endpoint_;  // as bound (port 0 resolved)
   Handler handler_;
   std::string name_;
+  bool strand_per_connection_;
 };
 
 // Parses "HOST:PORT" (IPv4, [IPv6] or a name that resolves synchronously; use

@@ -97,11 +97,12 @@ Gateway::Gateway(boost::asio::io_context& ioc, config::Config raw) : ioc_(ioc), 
   auto admin_listen = net::parse_endpoint(config.admin.listen);
   auto admin_token = config.admin.token;
   std::string store_url = config.store.enabled ? config.store.effective_url() : "";
+  const bool one_thread = config.threads <= 1;
   services_->policy.store(std::make_shared<const session::SessionPolicy>(std::move(config)));
   auto services = services_;
   listener_ = std::make_unique<net::Listener>(
       ioc_, listen, [services](boost::asio::ip::tcp::socket s) { return session::run_connection(std::move(s), services); },
-      "gateway");
+      "gateway", !one_thread);
   admin_ = std::make_unique<admin::AdminServer>(
       ioc_, admin_listen, admin::AdminDeps{services_->registry, services_->admission, services_->events,
                                            services_->recorder, std::move(admin_token), ready_,

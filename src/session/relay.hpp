@@ -40,10 +40,12 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <type_traits>
 
 #include "config/config.hpp"
 #include "events/event_log.hpp"
+#include "net/exhausting_read.hpp"
 #include "protocol/endpoint.hpp"
 #include "protocol/message.hpp"
 #include "registry/registry.hpp"
@@ -404,8 +406,15 @@ class Relay {
         if (!ec) {
           if (!from.buf) reserve(from, relay_detail::kInitialBuffer);
           from.reading = true;
-          auto [rec, rn] = co_await from.stream.async_read_some(
-              boost::asio::buffer(from.buf.get() + from.carry, from.buf_size - from.carry), use_tuple);
+          auto space = boost::asio::buffer(from.buf.get() + from.carry, from.buf_size - from.carry);
+          boost::system::error_code rec;
+          std::size_t rn = 0;
+          if constexpr (is_plain<From>) {
+            // A short read drained the socket: the next waits for epoll (no EAGAIN recv).
+            std::tie(rec, rn) = co_await net::async_read_exhausting(from.stream, space, use_tuple);
+          } else {
+            std::tie(rec, rn) = co_await from.stream.async_read_some(space, use_tuple);
+          }
           from.reading = false;
           ec = rec;
           n = rn;
