@@ -35,6 +35,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -45,7 +46,8 @@
 
 #include "config/config.hpp"
 #include "events/event_log.hpp"
-#include "net/exhausting_read.hpp"
+#include "net/pooled_read.hpp"
+#include "net/read_buffer.hpp"
 #include "protocol/endpoint.hpp"
 #include "protocol/message.hpp"
 #include "registry/registry.hpp"
@@ -73,10 +75,9 @@ void random_mask(std::uint8_t* out);
 constexpr std::uint16_t kNormal = 1000, kGoingAway = 1001, kProtocolError = 1002, kPolicy = 1008, kTooBig = 1009,
                         kInternal = 1011;
 
-// Read buffers start small and grow while reads fill them.
+// A TLS leg's read buffer starts small and grows while reads fill it. (A
+// plain leg borrows a net::ReadBuffer block per read instead.)
 constexpr std::size_t kInitialBuffer = 1024;
-// A plain leg silent this long waits for bytes without a read buffer.
-constexpr std::int64_t kParkAfterNs = 2'000'000'000;
 constexpr std::size_t kMaxBuffer = 64 * 1024;
 
 }  // namespace relay_detail
@@ -161,11 +162,14 @@ class Relay {
     FrameWalker walker;    // frames arriving from this leg
     const bool client;     // the client's leg: frames from it are masked, frames to it are not
     std::string pending;   // bytes that arrived with the handshake
-    // The read buffer: [0, carry) holds the start of a frame header left from
-    // the last read. Owned by this leg's pump.
-    std::unique_ptr<std::uint8_t[]> buf;
-    std::size_t buf_size = 0;
+    // The read buffer, owned by this leg's pump. A TLS leg keeps it, and
+    // [0, carry) holds the start of a frame header left from the last read. A
+    // plain leg holds it only while it handles what a read brought (see
+    // net/pooled_read.hpp); between reads the carried bytes wait in
+    // `carry_bytes`.
+    net::ReadBuffer buf;
     std::size_t carry = 0;
+    std::array<std::uint8_t, kMaxFrameHeader> carry_bytes{};
     bool close_queued = false;    // a close frame is waiting for the gate
     bool close_sent = false;      // a close frame was written to this leg
     bool close_received = false;  // this leg's close frame arrived
@@ -174,9 +178,6 @@ class Relay {
     bool timed_out = false;       // ... because the leg fell silent
     bool done = false;            // its pump has ended
     bool mid_frame = false;       // the pump writing to it holds its gate inside a frame
-    bool reading = false;         // its pump waits in a read into `buf`
-    bool park_requested = false;  // control cancelled that read to free `buf`
-    bool parked = false;          // silent: its pump waits for bytes with no buffer
     std::int64_t last_read_ns = 0;
     std::int64_t ping_sent_ns = 0;   // 0: no ping outstanding
     std::int64_t close_sent_ns = 0;
@@ -371,15 +372,14 @@ class Relay {
   // while reads fill it, up to kMaxBuffer.
   template <class Stream>
   static void reserve(Leg<Stream>& leg, std::size_t want) {
-    if (leg.buf && leg.buf_size >= want) return;
-    resize(leg, std::max(want, leg.buf_size == 0 ? relay_detail::kInitialBuffer : leg.buf_size * 2));
+    if (leg.buf && leg.buf.size() >= want) return;
+    resize(leg, std::max(want, !leg.buf ? relay_detail::kInitialBuffer : leg.buf.size() * 2));
   }
   template <class Stream>
   static void resize(Leg<Stream>& leg, std::size_t size) {
-    auto fresh = std::make_unique<std::uint8_t[]>(size);
-    if (leg.carry) std::memcpy(fresh.get(), leg.buf.get(), leg.carry);
+    auto fresh = net::ReadBuffer::sized(size);
+    if (leg.carry) std::memcpy(fresh.data(), leg.buf.data(), leg.carry);
     leg.buf = std::move(fresh);
-    leg.buf_size = size;
   }
 
   // Reads `from` and writes its data frames to `to` until `from` is closed.
@@ -391,44 +391,22 @@ class Relay {
       boost::system::error_code ec;
       if (!from.pending.empty()) {
         reserve(from, from.carry + from.pending.size());
-        std::memcpy(from.buf.get() + from.carry, from.pending.data(), from.pending.size());
+        std::memcpy(from.buf.data() + from.carry, from.pending.data(), from.pending.size());
         n = from.pending.size();
         std::string().swap(from.pending);
+      } else if constexpr (is_plain<From>) {
+        // A block is taken when bytes are there, after the carried ones.
+        from.buf.reset();
+        auto [rec, rn] =
+            co_await net::async_read_pooled(from.stream, from.buf, from.carry_bytes.data(), from.carry, use_tuple);
+        ec = rec;
+        n = rn;
       } else {
-        if constexpr (is_plain<From>) {
-          if (from.parked) {
-            // Silent for a while: wait for bytes without holding a buffer.
-            auto [wec] = co_await from.stream.async_wait(tcp::socket::wait_read, use_tuple);
-            from.parked = false;
-            ec = wec;
-          }
-        }
-        if (!ec) {
-          if (!from.buf) reserve(from, relay_detail::kInitialBuffer);
-          from.reading = true;
-          auto space = boost::asio::buffer(from.buf.get() + from.carry, from.buf_size - from.carry);
-          boost::system::error_code rec;
-          std::size_t rn = 0;
-          if constexpr (is_plain<From>) {
-            // A short read drained the socket: the next waits for epoll (no EAGAIN recv).
-            std::tie(rec, rn) = co_await net::async_read_exhausting(from.stream, space, use_tuple);
-          } else {
-            std::tie(rec, rn) = co_await from.stream.async_read_some(space, use_tuple);
-          }
-          from.reading = false;
-          ec = rec;
-          n = rn;
-          if (ec == boost::asio::error::operation_aborted && from.park_requested && !from.cut) {
-            from.park_requested = false;
-            if (from.carry == 0) {
-              from.buf.reset();
-              from.buf_size = 0;
-              from.parked = true;
-            }
-            continue;
-          }
-          from.park_requested = false;
-        }
+        reserve(from, from.carry + 1);
+        auto [rec, rn] = co_await from.stream.async_read_some(
+            boost::asio::buffer(from.buf.data() + from.carry, from.buf.size() - from.carry), use_tuple);
+        ec = rec;
+        n = rn;
       }
       if (ec) {
         // A frame cut short cannot be finished on the other leg: cut it too.
@@ -440,29 +418,35 @@ class Relay {
       from.last_read_ns = now;
       from.ping_sent_ns = 0;
       auto total = from.carry + n;
-      bool filled = total == from.buf_size;
+      bool filled = total == from.buf.size();
       if (!from.parsing || from.close_received) {
         from.carry = 0;  // after the close (or a protocol error): discarded
         continue;
       }
+      auto* bytes = from.buf.data();
 
       // 2. Walk the frames; keep the data frames in place.
       auto r = from.client
-                   ? from.walker.walk(from.buf.get(), total,
+                   ? from.walker.walk(bytes, total,
                                       [this](bool t, std::uint64_t s, std::string_view v) { on_client_message(t, s, v); })
-                   : from.walker.walk(from.buf.get(), total, [this](bool t, std::uint64_t s, std::string_view v) {
+                   : from.walker.walk(bytes, total, [this](bool t, std::uint64_t s, std::string_view v) {
                        on_upstream_message(t, s, v);
                      });
 
       // 3. Write them on, unless that leg is closing or gone.
-      if (r.forward > 0 && !to.close_sent && !to.cut) co_await forward(to, from.buf.get(), r.forward, r.mid_frame);
+      if (r.forward > 0 && !to.close_sent && !to.cut) co_await forward(to, bytes, r.forward, r.mid_frame);
 
       // 4. Keep the start of an incomplete header for the next read.
       from.carry = total - r.carry_from;
-      if (from.carry) std::memmove(from.buf.get(), from.buf.get() + r.carry_from, from.carry);
-      if (filled && from.buf_size < relay_detail::kMaxBuffer) reserve(from, from.buf_size * 2);
-      else if (from.buf_size > relay_detail::kInitialBuffer && total < from.buf_size / 4)
-        resize(from, from.buf_size / 2);  // a burst is over: give half back
+      if constexpr (is_plain<From>) {
+        if (from.carry) std::memcpy(from.carry_bytes.data(), bytes + r.carry_from, from.carry);
+        from.buf.reset();  // the bytes are on their way: the block goes back
+      } else {
+        if (from.carry) std::memmove(bytes, bytes + r.carry_from, from.carry);
+        if (filled && from.buf.size() < relay_detail::kMaxBuffer) reserve(from, from.buf.size() * 2);
+        else if (from.buf.size() > relay_detail::kInitialBuffer && total < from.buf.size() / 4)
+          resize(from, from.buf.size() / 2);  // a burst is over: give half back
+      }
 
       // 5. Control frames.
       if (from.walker.ping_pending) {
@@ -622,17 +606,6 @@ class Relay {
       co_return;
     }
     auto silent = now - leg.last_read_ns;
-    if constexpr (is_plain<Stream>) {
-      // A leg silent for a while gives its read buffer back: its pending read
-      // is cancelled (no write is in flight while the gate is free) and the
-      // pump waits for readiness instead.
-      if (silent >= relay_detail::kParkAfterNs && leg.reading && !leg.park_requested && leg.carry == 0 &&
-          !leg.gate.busy()) {
-        leg.park_requested = true;
-        boost::system::error_code ignored;
-        leg.stream.cancel(ignored);
-      }
-    }
     if (silent >= liveness && leg.ping_sent_ns != 0 && now - leg.ping_sent_ns >= liveness / 2) {
       // Silent for the whole timeout, and our ping unanswered: dead.
       leg.timed_out = true;

@@ -1,8 +1,16 @@
 #pragma once
-// Reading a TCP socket the way an event-driven proxy does: a read that
-// returned fewer bytes than it asked for has drained the socket, so the next
-// read waits for epoll to report the socket readable instead of trying it
-// first.
+// Reading a TCP socket the way an event-driven proxy does, into a buffer
+// taken only when there are bytes to read.
+//
+// 1. The buffer. The read holds no buffer while it waits: a ReadBuffer block
+// is taken from the thread's cache when the socket is readable, right before
+// recv(), and handed to the caller with the bytes; the block goes back to the
+// cache if recv() finds nothing after all. `prefix` bytes (the start of a
+// frame header left over from the last read) are copied in front of them.
+//
+// 2. No failed recv(). A read that returned fewer bytes than it asked for has
+// drained the socket, so the next read waits for epoll to report the socket
+// readable instead of trying it first.
 //
 // Asio's own async_read_some tries every read at once ("speculatively")
 // unless the previous one saw the end of the stream. On a socket that carries
@@ -32,18 +40,22 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/query.hpp>
 
+#include "net/read_buffer.hpp"
+
 #include <cstddef>
+#include <cstring>
 #include <memory>
+#include <stdexcept>
 #include <type_traits>
 #include <utility>
 
 #if !defined(BOOST_ASIO_HAS_EPOLL) || defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT)
-#error "net/exhausting_read.hpp needs Asio's epoll reactor"
+#error "net/pooled_read.hpp needs Asio's epoll reactor"
 #endif
 
 namespace sluice::net {
 
-namespace exhausting_detail {
+namespace pooled_read_detail {
 
 namespace ad = boost::asio::detail;
 using tcp = boost::asio::ip::tcp;
@@ -58,20 +70,33 @@ class RecvOp : public ad::reactor_op {
  public:
   BOOST_ASIO_DEFINE_HANDLER_PTR(RecvOp);
 
-  RecvOp(ad::socket_type socket, boost::asio::mutable_buffer buffer, Handler& handler, const IoExecutor& io_ex)
+  RecvOp(ad::socket_type socket, ReadBuffer* slot, const std::uint8_t* prefix, std::size_t prefix_size,
+         Handler& handler, const IoExecutor& io_ex)
       : ad::reactor_op(boost::system::error_code(), &RecvOp::do_perform, &RecvOp::do_complete),
         socket_(socket),
-        buffer_(buffer),
+        slot_(slot),
+        prefix_size_(prefix_size),
         handler_(std::move(handler)),
-        work_(handler_, io_ex) {}
+        work_(handler_, io_ex) {
+    std::memcpy(prefix_, prefix, prefix_size);
+  }
+
+  static constexpr std::size_t kMaxPrefix = 16;
 
   static status do_perform(ad::reactor_op* base) {
     auto* o = static_cast<RecvOp*>(base);
-    if (!ad::socket_ops::non_blocking_recv1(o->socket_, o->buffer_.data(), o->buffer_.size(), 0, true, o->ec_,
-                                            o->bytes_transferred_))
-      return not_done;  // EAGAIN: wait for readiness
+    if (!o->block_) {
+      o->block_ = ReadBuffer::block();
+      std::memcpy(o->block_.data(), o->prefix_, o->prefix_size_);
+    }
+    if (!ad::socket_ops::non_blocking_recv1(o->socket_, o->block_.data() + o->prefix_size_,
+                                            o->block_.size() - o->prefix_size_, 0, true, o->ec_,
+                                            o->bytes_transferred_)) {
+      o->block_.reset();  // EAGAIN: wait for readiness without the block
+      return not_done;
+    }
     // The rule that differs from Asio's: a short read drained the socket.
-    if (o->ec_ || o->bytes_transferred_ < o->buffer_.size()) return done_and_exhausted;
+    if (o->ec_ || o->bytes_transferred_ < o->block_.size() - o->prefix_size_) return done_and_exhausted;
     return done;
   }
 
@@ -79,6 +104,9 @@ class RecvOp : public ad::reactor_op {
     auto* o = static_cast<RecvOp*>(base);
     ptr p = {std::addressof(o->handler_), o, o};
     ad::handler_work<Handler, IoExecutor> w(std::move(o->work_));
+    // The block goes to its reader's slot before the upcall: while the read
+    // is pending, nothing else uses the slot.
+    if (owner) *o->slot_ = std::move(o->block_);
     // The handler is moved out so that the operation's memory is freed
     // before the upcall (the handler may start the next read).
     ad::binder2<Handler, boost::system::error_code, std::size_t> handler(o->handler_, o->ec_, o->bytes_transferred_);
@@ -92,30 +120,38 @@ class RecvOp : public ad::reactor_op {
 
  private:
   ad::socket_type socket_;
-  boost::asio::mutable_buffer buffer_;
+  ReadBuffer* slot_;
+  ReadBuffer block_;
+  std::uint8_t prefix_[kMaxPrefix];
+  std::size_t prefix_size_;
   Handler handler_;
   ad::handler_work<Handler, IoExecutor> work_;
 };
 
-}  // namespace exhausting_detail
+}  // namespace pooled_read_detail
 
-// Reads some bytes into `buffer` (which must not be empty) like
-// socket.async_read_some, with the exhaustion rule above. Completion
-// signature: void(error_code, std::size_t).
+// Reads some bytes, with the rules above. On completion `slot` holds a block
+// starting with the `prefix_size` (at most 16) bytes of `prefix`, followed by
+// the bytes read; the handler gets the number of bytes read (after the
+// prefix). Completion signature: void(error_code, std::size_t). `slot` must
+// stay valid, and untouched, until then.
 template <class Token>
-auto async_read_exhausting(boost::asio::ip::tcp::socket& socket, boost::asio::mutable_buffer buffer, Token&& token) {
+auto async_read_pooled(boost::asio::ip::tcp::socket& socket, ReadBuffer& slot, const std::uint8_t* prefix,
+                       std::size_t prefix_size, Token&& token) {
   return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
-      [](auto handler, boost::asio::ip::tcp::socket* s, boost::asio::mutable_buffer b) {
+      [](auto handler, boost::asio::ip::tcp::socket* s, ReadBuffer* slot, const std::uint8_t* prefix,
+         std::size_t prefix_size) {
         namespace ad = boost::asio::detail;
         using Handler = std::decay_t<decltype(handler)>;
         using Executor = boost::asio::ip::tcp::socket::executor_type;
-        using Op = exhausting_detail::RecvOp<Handler, Executor>;
-        auto& impl = exhausting_detail::SocketAccess::implementation(*s);
+        using Op = pooled_read_detail::RecvOp<Handler, Executor>;
+        auto& impl = pooled_read_detail::SocketAccess::implementation(*s);
         auto& reactor = boost::asio::use_service<ad::reactor>(
             boost::asio::query(s->get_executor(), boost::asio::execution::context));
         const bool is_continuation = boost_asio_handler_cont_helpers::is_continuation(handler);
         typename Op::ptr p = {std::addressof(handler), Op::ptr::allocate(handler), nullptr};
-        p.p = new (p.v) Op(impl.socket_, b, handler, s->get_executor());
+        if (prefix_size > Op::kMaxPrefix) throw std::length_error("async_read_pooled: prefix longer than 16 bytes");
+        p.p = new (p.v) Op(impl.socket_, slot, prefix, prefix_size, handler, s->get_executor());
         if (!(impl.state_ & ad::socket_ops::non_blocking) &&
             !ad::socket_ops::set_internal_non_blocking(impl.socket_, impl.state_, true, p.p->ec_)) {
           reactor.post_immediate_completion(p.p, is_continuation);
@@ -124,7 +160,7 @@ auto async_read_exhausting(boost::asio::ip::tcp::socket& socket, boost::asio::mu
         }
         p.v = p.p = nullptr;
       },
-      token, &socket, buffer);
+      token, &socket, &slot, prefix, prefix_size);
 }
 
 }  // namespace sluice::net
