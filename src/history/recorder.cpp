@@ -5,6 +5,8 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include "events/event_log.hpp"
@@ -197,6 +199,15 @@ void Recorder::heartbeat(WriteBatch& batch, Micros now) {
 }
 
 void Recorder::run() {
+  // The writer yields to the I/O threads: a frame must not wait behind a
+  // write. Under SCHED_IDLE an I/O thread that wakes preempts the writer at
+  // once (a nice value alone still lets the writer run out a whole time
+  // slice, milliseconds, first); the writer keeps a small share of a busy CPU,
+  // and its rows wait, coalesced, in `pending_`. Lowering a thread's own
+  // priority needs no privilege.
+  sched_param idle{};
+  if (::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &idle) != 0)
+    spdlog::debug("history: could not lower the writer thread's priority");
   auto next_heartbeat = now_us() + options_.heartbeat;
   auto next_retention = now_us();
   Micros backoff = 0;

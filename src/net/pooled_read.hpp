@@ -130,37 +130,47 @@ class RecvOp : public ad::reactor_op {
 
 }  // namespace pooled_read_detail
 
-// Reads some bytes, with the rules above. On completion `slot` holds a block
-// starting with the `prefix_size` (at most 16) bytes of `prefix`, followed by
-// the bytes read; the handler gets the number of bytes read (after the
-// prefix). Completion signature: void(error_code, std::size_t). `slot` must
-// stay valid, and untouched, until then.
-template <class Token>
-auto async_read_pooled(boost::asio::ip::tcp::socket& socket, ReadBuffer& slot, const std::uint8_t* prefix,
-                       std::size_t prefix_size, Token&& token) {
-  return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
-      [](auto handler, boost::asio::ip::tcp::socket* s, ReadBuffer* slot, const std::uint8_t* prefix,
-         std::size_t prefix_size) {
-        namespace ad = boost::asio::detail;
-        using Handler = std::decay_t<decltype(handler)>;
-        using Executor = boost::asio::ip::tcp::socket::executor_type;
-        using Op = pooled_read_detail::RecvOp<Handler, Executor>;
-        auto& impl = pooled_read_detail::SocketAccess::implementation(*s);
-        auto& reactor = boost::asio::use_service<ad::reactor>(
-            boost::asio::query(s->get_executor(), boost::asio::execution::context));
-        const bool is_continuation = boost_asio_handler_cont_helpers::is_continuation(handler);
-        typename Op::ptr p = {std::addressof(handler), Op::ptr::allocate(handler), nullptr};
-        if (prefix_size > Op::kMaxPrefix) throw std::length_error("async_read_pooled: prefix longer than 16 bytes");
-        p.p = new (p.v) Op(impl.socket_, slot, prefix, prefix_size, handler, s->get_executor());
-        if (!(impl.state_ & ad::socket_ops::non_blocking) &&
-            !ad::socket_ops::set_internal_non_blocking(impl.socket_, impl.state_, true, p.p->ec_)) {
-          reactor.post_immediate_completion(p.p, is_continuation);
-        } else {
-          reactor.start_op(ad::reactor::read_op, impl.socket_, impl.reactor_data_, p.p, is_continuation, true);
-        }
-        p.v = p.p = nullptr;
-      },
-      token, &socket, &slot, prefix, prefix_size);
-}
+// Reads a plain TCP socket with the rules above. Holds the socket and its
+// reactor (looked up once: Asio's service lookup takes a lock).
+class PooledReader {
+ public:
+  explicit PooledReader(boost::asio::ip::tcp::socket& socket)
+      : socket_(socket),
+        reactor_(boost::asio::use_service<boost::asio::detail::reactor>(
+            boost::asio::query(socket.get_executor(), boost::asio::execution::context))) {}
+
+  // Reads some bytes. On completion `slot` holds a block starting with the
+  // `prefix_size` (at most 16) bytes of `prefix`, followed by the bytes read;
+  // the handler gets the number of bytes read (after the prefix). `slot` must
+  // stay valid, and untouched, until then. Completion signature:
+  // void(error_code, std::size_t).
+  template <class Token>
+  auto async_read(ReadBuffer& slot, const std::uint8_t* prefix, std::size_t prefix_size, Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+        [this](auto handler, ReadBuffer* slot, const std::uint8_t* prefix, std::size_t prefix_size) {
+          namespace ad = boost::asio::detail;
+          using Handler = std::decay_t<decltype(handler)>;
+          using Executor = boost::asio::ip::tcp::socket::executor_type;
+          using Op = pooled_read_detail::RecvOp<Handler, Executor>;
+          if (prefix_size > Op::kMaxPrefix) throw std::length_error("PooledReader: prefix longer than 16 bytes");
+          auto& impl = pooled_read_detail::SocketAccess::implementation(socket_);
+          const bool is_continuation = boost_asio_handler_cont_helpers::is_continuation(handler);
+          typename Op::ptr p = {std::addressof(handler), Op::ptr::allocate(handler), nullptr};
+          p.p = new (p.v) Op(impl.socket_, slot, prefix, prefix_size, handler, socket_.get_executor());
+          if (!(impl.state_ & ad::socket_ops::non_blocking) &&
+              !ad::socket_ops::set_internal_non_blocking(impl.socket_, impl.state_, true, p.p->ec_)) {
+            reactor_.post_immediate_completion(p.p, is_continuation);
+          } else {
+            reactor_.start_op(ad::reactor::read_op, impl.socket_, impl.reactor_data_, p.p, is_continuation, true);
+          }
+          p.v = p.p = nullptr;
+        },
+        token, &slot, prefix, prefix_size);
+  }
+
+ private:
+  boost::asio::ip::tcp::socket& socket_;
+  boost::asio::detail::reactor& reactor_;
+};
 
 }  // namespace sluice::net

@@ -40,6 +40,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -170,6 +171,7 @@ class Relay {
     net::ReadBuffer buf;
     std::size_t carry = 0;
     std::array<std::uint8_t, kMaxFrameHeader> carry_bytes{};
+    std::optional<net::PooledReader> reader;  // a plain leg's
     bool close_queued = false;    // a close frame is waiting for the gate
     bool close_sent = false;      // a close frame was written to this leg
     bool close_received = false;  // this leg's close frame arrived
@@ -397,8 +399,8 @@ class Relay {
       } else if constexpr (is_plain<From>) {
         // A block is taken when bytes are there, after the carried ones.
         from.buf.reset();
-        auto [rec, rn] =
-            co_await net::async_read_pooled(from.stream, from.buf, from.carry_bytes.data(), from.carry, use_tuple);
+        if (!from.reader) from.reader.emplace(from.stream);
+        auto [rec, rn] = co_await from.reader->async_read(from.buf, from.carry_bytes.data(), from.carry, use_tuple);
         ec = rec;
         n = rn;
       } else {
