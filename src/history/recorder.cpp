@@ -208,6 +208,7 @@ void Recorder::run() {
   sched_param idle{};
   if (::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &idle) != 0)
     spdlog::debug("history: could not lower the writer thread's priority");
+  ::pthread_setname_np(::pthread_self(), "sluice-history");  // as top -H and /proc show it
   auto next_heartbeat = now_us() + options_.heartbeat;
   auto next_retention = now_us();
   Micros backoff = 0;

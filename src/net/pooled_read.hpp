@@ -81,7 +81,7 @@ class RecvOp : public ad::reactor_op {
     std::memcpy(prefix_, prefix, prefix_size);
   }
 
-  static constexpr std::size_t kMaxPrefix = 16;
+  static constexpr std::size_t kMaxPrefix = 16;  // PooledReader::kMaxPrefix
 
   static status do_perform(ad::reactor_op* base) {
     auto* o = static_cast<RecvOp*>(base);
@@ -144,15 +144,17 @@ class PooledReader {
   // the handler gets the number of bytes read (after the prefix). `slot` must
   // stay valid, and untouched, until then. Completion signature:
   // void(error_code, std::size_t).
+  static constexpr std::size_t kMaxPrefix = 16;
+
   template <class Token>
   auto async_read(ReadBuffer& slot, const std::uint8_t* prefix, std::size_t prefix_size, Token&& token) {
+    if (prefix_size > kMaxPrefix) throw std::length_error("PooledReader: prefix longer than 16 bytes");
     return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
         [this](auto handler, ReadBuffer* slot, const std::uint8_t* prefix, std::size_t prefix_size) {
           namespace ad = boost::asio::detail;
           using Handler = std::decay_t<decltype(handler)>;
           using Executor = boost::asio::ip::tcp::socket::executor_type;
           using Op = pooled_read_detail::RecvOp<Handler, Executor>;
-          if (prefix_size > Op::kMaxPrefix) throw std::length_error("PooledReader: prefix longer than 16 bytes");
           auto& impl = pooled_read_detail::SocketAccess::implementation(socket_);
           const bool is_continuation = boost_asio_handler_cont_helpers::is_continuation(handler);
           typename Op::ptr p = {std::addressof(handler), Op::ptr::allocate(handler), nullptr};

@@ -3,6 +3,8 @@
 // stalled database that neither stalls the relay nor loses a row.
 #include <sqlite3.h>
 
+#include <sched.h>
+
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -138,6 +140,29 @@ TEST(History, EveryStreamIsRecordedWithItsIntervalOutcomeAndConcurrency) {
   }
   EXPECT_TRUE(types.count("start"));
   EXPECT_TRUE(types.count("queue_timeout"));
+}
+
+// The writer must never hold a CPU an I/O thread wants: it runs under
+// SCHED_IDLE, named so that operators can find it.
+TEST(History, TheWriterThreadYieldsToTheIoThreads) {
+  Stack s;
+  (void)s.recorder();
+  // The thread names and demotes itself as it starts: look until it has.
+  int writers = 0;
+  int policy = -1;
+  for (int attempt = 0; attempt < 200 && writers == 0; ++attempt) {
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+      std::ifstream comm(task.path() / "comm");
+      std::string name;
+      std::getline(comm, name);
+      if (name != "sluice-history") continue;
+      ++writers;
+      policy = ::sched_getscheduler(static_cast<pid_t>(std::stol(task.path().filename().string())));
+    }
+    if (writers == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(policy, SCHED_IDLE);
+  EXPECT_EQ(writers, 1);
 }
 
 TEST(History, StalledDatabaseStallsNeitherTheRelayNorLosesARow) {
