@@ -64,6 +64,7 @@ config::Config normalized(config::Config c) {
 Gateway::Gateway(boost::asio::io_context& ioc, config::Config raw) : ioc_(ioc), recovery_timer_(ioc) {
   auto config = normalized(std::move(raw));
   services_ = std::make_shared<session::SessionServices>();
+  services_->ticker = session::Ticker::create(ioc_);
   services_->registry = std::make_shared<registry::Registry>(config.relay.idle_after);
   services_->admission =
       std::make_shared<admission::Controller>(config.pools, config.tenants, config.upstream.retry_429);

@@ -9,9 +9,10 @@
 // the client), an upstream's unmasked (as a server's frames toward the client
 // must be). Only control frames (answered or passed on by the gateway itself)
 // and the text messages the gateway reads (KeepAlive, CloseStream, Metadata,
-// ...) are unmasked, into a copy. A third coroutine, control, ticks once a
-// second for liveness pings, close deadlines and the pool's hygiene policy,
-// and ends the stream on an operator's request.
+// ...) are unmasked, into a copy. A third coroutine, control, wakes on the
+// gateway's shared one-second tick (Ticker) for liveness pings, close
+// deadlines and the pool's hygiene policy, and ends the stream on an
+// operator's request.
 //
 // Thread safety: everything runs on the session's strand. Invariant: each leg
 // has exactly one reader (its pump) and one writer at a time (its WriteGate);
@@ -53,6 +54,7 @@
 #include "protocol/message.hpp"
 #include "registry/registry.hpp"
 #include "session/frame.hpp"
+#include "session/ticker.hpp"
 #include "session/write_gate.hpp"
 
 namespace sluice::session {
@@ -92,7 +94,8 @@ class Relay {
  public:
   Relay(ClientStream& client, UpstreamStream& upstream, std::string client_pending, std::string upstream_pending,
         registry::SessionEntry& entry, const config::RelayConfig& cfg, const config::PoolConfig& pool,
-        events::EventLog& events, const registry::Registry& registry, config::Seconds upstream_liveness)
+        events::EventLog& events, const registry::Registry& registry, config::Seconds upstream_liveness,
+        Ticker& ticker)
       : client_(client, true, cfg.max_message_bytes, std::move(client_pending)),
         upstream_(upstream, false, cfg.max_message_bytes, std::move(upstream_pending)),
         entry_(entry),
@@ -103,7 +106,8 @@ class Relay {
         registry_(registry),
         client_liveness_ns_(to_ns(pool.liveness_timeout)),
         upstream_liveness_ns_(to_ns(upstream_liveness)),
-        control_(std::make_shared<Control>(client.get_executor())) {}
+        control_(std::make_shared<Control>(client.get_executor())),
+        ticker_(ticker) {}
 
   boost::asio::awaitable<void> run() {
     auto weak = std::weak_ptr<Control>(control_);
@@ -114,6 +118,12 @@ class Relay {
           c->end_requested = true;
           c->timer.cancel();
         }
+      });
+    });
+    // The control task wakes on the shared tick (see session/ticker.hpp).
+    auto tick = ticker_.subscribe([weak, executor] {
+      boost::asio::post(executor, [weak] {
+        if (auto c = weak.lock()) c->timer.cancel();
       });
     });
     prepare(client_);
@@ -628,7 +638,8 @@ class Relay {
     std::int64_t ending_since = 0;
     const auto grace_ns = to_ns(cfg_.close_grace);
     while (pumps_done_ < 2) {
-      control_->timer.expires_after(std::chrono::seconds(1));
+      // Until the next tick (or an end request, or the pumps' end).
+      control_->timer.expires_at(boost::asio::steady_timer::time_point::max());
       co_await control_->timer.async_wait(use_tuple);
       if (pumps_done_ == 2) break;
       auto now = registry::now_ns();
@@ -694,6 +705,7 @@ class Relay {
   std::function<void()> upstream_gone_;
   std::string reap_reason_;  // set when the gateway ends the stream for hygiene
   std::shared_ptr<Control> control_;
+  Ticker& ticker_;
   int pumps_done_ = 0;
 };
 

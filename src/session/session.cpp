@@ -587,7 +587,8 @@ asio::awaitable<void> relay_session(std::unique_ptr<OpenSession<Bare>> s, Sessio
   co_await std::visit(
       [&](auto& upstream_stream) -> asio::awaitable<void> {
         Relay relay(s->client, *upstream_stream, std::move(s->client_pending), std::move(s->upstream_pending), entry,
-                    cfg.relay, s->pool, *services.events, *services.registry, cfg.relay.ping_interval * 2);
+                    cfg.relay, s->pool, *services.events, *services.registry, cfg.relay.ping_interval * 2,
+                    *services.ticker);
         relay.on_upstream_gone([&] {
           entry.counters().closed_ns.store(registry::now_ns(), std::memory_order_relaxed);
           if (services.recorder) services.recorder->upstream_closed(entry);

@@ -16,6 +16,7 @@
 #include "config/config.hpp"
 #include "registry/registry.hpp"
 #include "upstream/connector.hpp"
+#include "session/ticker.hpp"
 
 namespace sluice::history {
 class Recorder;
@@ -43,6 +44,7 @@ struct SessionServices {
   std::shared_ptr<admission::Controller> admission;
   std::shared_ptr<events::EventLog> events;
   std::shared_ptr<history::Recorder> recorder;  // null when the history is off
+  std::shared_ptr<Ticker> ticker;               // every open stream's housekeeping clock
   std::unique_ptr<boost::asio::ssl::context> upstream_tls;
   std::unique_ptr<boost::asio::ssl::context> client_tls;  // null: plain TCP
   std::atomic<std::shared_ptr<const SessionPolicy>> policy;

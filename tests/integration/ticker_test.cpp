@@ -1,0 +1,73 @@
+// The shared housekeeping clock: every subscriber is called each period, an
+// unsubscribed one no more, and with nobody left the timer goes so that an
+// idle io_context returns.
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+
+#include <chrono>
+#include <optional>
+
+#include "session/ticker.hpp"
+
+namespace {
+
+using sluice::session::Ticker;
+using namespace std::chrono_literals;
+
+// Runs until `pred` or a generous bound (a hang fails instead of blocking).
+template <class Pred>
+bool run_until(boost::asio::io_context& ioc, Pred pred) {
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (!pred() && std::chrono::steady_clock::now() < deadline) {
+    ioc.restart();
+    ioc.run_for(10ms);
+  }
+  return pred();
+}
+
+TEST(Ticker, CallsEverySubscriberEachPeriodUntilItUnsubscribes) {
+  boost::asio::io_context ioc;
+  auto ticker = Ticker::create(ioc, 10ms);
+  int a = 0, b = 0;
+  auto sa = ticker->subscribe([&] { ++a; });
+  std::optional<Ticker::Subscription> sb = ticker->subscribe([&] { ++b; });
+  EXPECT_EQ(ticker->subscribers(), 2u);
+  ASSERT_TRUE(run_until(ioc, [&] { return a >= 3 && b >= 3; }));
+  sb.reset();
+  EXPECT_EQ(ticker->subscribers(), 1u);
+  int b_then = b, a_then = a;
+  ASSERT_TRUE(run_until(ioc, [&] { return a >= a_then + 3; }));
+  EXPECT_EQ(b, b_then);  // no call after unsubscribing
+}
+
+TEST(Ticker, WithNobodySubscribedTheIoContextRunsOut) {
+  boost::asio::io_context ioc;
+  auto ticker = Ticker::create(ioc, 10ms);
+  int ticks = 0;
+  {
+    auto s = ticker->subscribe([&] { ++ticks; });
+    ASSERT_TRUE(run_until(ioc, [&] { return ticks >= 2; }));
+  }
+  // The last subscription is gone: run() returns once the timer is cancelled.
+  ioc.restart();
+  ioc.run_for(20s);
+  EXPECT_TRUE(ioc.stopped()) << "the ticker kept the io_context alive";
+  // Subscribing again restarts it.
+  int again = 0;
+  auto s = ticker->subscribe([&] { ++again; });
+  ASSERT_TRUE(run_until(ioc, [&] { return again >= 2; }));
+}
+
+TEST(Ticker, ASubscriptionOutlivingItsTickerIsHarmless) {
+  std::optional<Ticker::Subscription> s;
+  {
+    boost::asio::io_context ioc;
+    auto ticker = Ticker::create(ioc, 10ms);
+    s = ticker->subscribe([] {});
+  }
+  s.reset();  // the ticker is gone: nothing to do, no crash
+  SUCCEED();
+}
+
+}  // namespace
