@@ -13,6 +13,9 @@ packages=(
   libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev
   nodejs npm espeak-ng sox ca-certificates openssl tzdata sqlite3
   postgresql
+  # the benchmark suite (bench/run; its smoke run is a test): the proxies it
+  # compares with and the tools it drives them with
+  nginx haproxy jq iproute2 procps util-linux
 )
 
 missing=()
@@ -36,6 +39,12 @@ else
   apt-get update -qq
   echo "install-deps: installing ${missing[*]}"
   apt-get install -y -qq "${missing[@]}" >/dev/null
+  # nginx's and HAProxy's own services are not used: the bench starts its own.
+  for svc in nginx haproxy; do
+    if [[ " ${missing[*]} " == *" $svc "* ]]; then
+      systemctl disable --now "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
+    fi
+  done
   echo "install-deps: Debian packages installed"
 fi
 

@@ -14,7 +14,8 @@
 // deadlines and the pool's hygiene policy, and ends the stream on an
 // operator's request.
 //
-// Thread safety: everything runs on the session's strand. Invariant: each leg
+// Thread safety: everything runs on the session's executor (a strand when the
+// gateway runs several I/O threads). Invariant: each leg
 // has exactly one reader (its pump) and one writer at a time (its WriteGate);
 // a pump whose write ended inside a frame keeps the gate until the frame is
 // complete, so frames the gateway injects (pong, ping, close, CloseStream)
