@@ -48,6 +48,21 @@ struct ReadResult {
   bool done = false;
 };
 
+// Starts one read with `prefix`; `out` is filled when it completes.
+void start_read(Pair& p, PooledReader& reader, ReadBuffer& slot, std::string prefix, ReadResult& out) {
+  asio::co_spawn(
+      p.ioc,
+      [&reader, &slot, prefix = std::move(prefix), &out]() -> asio::awaitable<void> {
+        auto [ec, n] = co_await reader.async_read(slot, reinterpret_cast<const std::uint8_t*>(prefix.data()),
+                                                  prefix.size(), asio::as_tuple(asio::use_awaitable));
+        out.ec = ec;
+        out.n = n;
+        if (slot) out.bytes.assign(reinterpret_cast<const char*>(slot.data()), prefix.size() + n);
+        out.done = true;
+      },
+      asio::detached);
+}
+
 // Runs the io_context until `done` or a generous bound (a hang fails the
 // test instead of blocking the suite).
 bool run_until(asio::io_context& ioc, const bool& done) {
@@ -68,18 +83,7 @@ TEST(PooledRead, PutsTheCarriedPrefixInFrontOfTheBytesRead) {
   ReadBuffer slot;
   ReadResult r;
   p.send("world");
-  asio::co_spawn(
-      p.ioc,
-      [&]() -> asio::awaitable<void> {
-        std::string prefix = "hello ";
-        auto [ec, n] = co_await reader.async_read(slot, reinterpret_cast<const std::uint8_t*>(prefix.data()),
-                                                  prefix.size(), asio::as_tuple(asio::use_awaitable));
-        r.ec = ec;
-        r.n = n;
-        r.bytes.assign(reinterpret_cast<const char*>(slot.data()), prefix.size() + n);
-        r.done = true;
-      },
-      asio::detached);
+  start_read(p, reader, slot, "hello ", r);
   ASSERT_TRUE(run_until(p.ioc, r.done));
   EXPECT_FALSE(r.ec);
   EXPECT_EQ(r.n, 5u);
@@ -96,15 +100,7 @@ TEST(PooledRead, AWaitingReadHoldsNoBlockAndTakesOneWhenBytesArrive) {
   { auto warm = ReadBuffer::block(); }
   const auto cached = ReadBuffer::cached_blocks();
   ASSERT_GE(cached, 1u);
-  asio::co_spawn(
-      p.ioc,
-      [&]() -> asio::awaitable<void> {
-        auto [ec, n] = co_await reader.async_read(slot, nullptr, 0, asio::as_tuple(asio::use_awaitable));
-        r.ec = ec;
-        r.n = n;
-        r.done = true;
-      },
-      asio::detached);
+  start_read(p, reader, slot, "", r);
   // Nothing to read: the read waits, and holds no block meanwhile.
   for (int i = 0; i < 5; ++i) p.ioc.poll();
   EXPECT_FALSE(r.done);
@@ -170,15 +166,7 @@ TEST(PooledRead, CancellingAWaitingReadAbortsItAndHoldsNothing) {
   PooledReader reader(p.reader);
   ReadBuffer slot;
   ReadResult r;
-  asio::co_spawn(
-      p.ioc,
-      [&]() -> asio::awaitable<void> {
-        auto [ec, n] = co_await reader.async_read(slot, nullptr, 0, asio::as_tuple(asio::use_awaitable));
-        r.ec = ec;
-        r.n = n;
-        r.done = true;
-      },
-      asio::detached);
+  start_read(p, reader, slot, "", r);
   p.ioc.poll();
   p.reader.cancel();
   ASSERT_TRUE(run_until(p.ioc, r.done));
@@ -192,15 +180,7 @@ TEST(PooledRead, EndOfStreamIsReported) {
   ReadBuffer slot;
   ReadResult r;
   p.writer.shutdown(tcp::socket::shutdown_send);
-  asio::co_spawn(
-      p.ioc,
-      [&]() -> asio::awaitable<void> {
-        auto [ec, n] = co_await reader.async_read(slot, nullptr, 0, asio::as_tuple(asio::use_awaitable));
-        r.ec = ec;
-        r.n = n;
-        r.done = true;
-      },
-      asio::detached);
+  start_read(p, reader, slot, "", r);
   ASSERT_TRUE(run_until(p.ioc, r.done));
   EXPECT_EQ(r.ec, asio::error::eof);
   EXPECT_EQ(r.n, 0u);
