@@ -42,7 +42,16 @@ struct SessionInfo {
   double audio_bytes_per_second = 0;  // 0: raw format unknown
 };
 
-// Counters updated on the relay path: one relaxed atomic add each.
+// Adds to a counter that has one writer (its stream's relay, on one thread at
+// a time): a relaxed load and store, no locked read-modify-write. Readers on
+// other threads see a value that was true a moment ago.
+template <class T>
+inline void bump(std::atomic<T>& counter, T by) {
+  counter.store(counter.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
+}
+
+// Counters updated on the relay path, each written by its stream's relay
+// only (see bump) and read by anyone.
 struct SessionCounters {
   std::atomic<std::uint64_t> client_messages{0}, client_bytes{0};
   std::atomic<std::uint64_t> upstream_messages{0}, upstream_bytes{0};
@@ -72,7 +81,7 @@ inline void note_audio(SessionCounters& c, std::int64_t now) {
     c.first_audio_ns.store(now, std::memory_order_relaxed);
     prev = c.upstream_open_ns.load(std::memory_order_relaxed);
   }
-  if (prev && now - prev > kSilentGapNs) c.idle_ns.fetch_add(now - prev, std::memory_order_relaxed);
+  if (prev && now - prev > kSilentGapNs) bump(c.idle_ns, now - prev);
   c.last_audio_ns.store(now, std::memory_order_relaxed);
 }
 

@@ -340,25 +340,25 @@ class Relay {
   // Per message, from the client: counters and the sniffed type of text.
   void on_client_message(bool text, std::uint64_t size, std::string_view sniffed) {
     auto now = registry::now_ns();
-    counters_.client_messages.fetch_add(1, std::memory_order_relaxed);
-    counters_.client_bytes.fetch_add(size, std::memory_order_relaxed);
+    registry::bump(counters_.client_messages, std::uint64_t{1});
+    registry::bump(counters_.client_bytes, size);
     if (!text) {
-      counters_.audio_messages.fetch_add(1, std::memory_order_relaxed);
-      counters_.audio_bytes.fetch_add(size, std::memory_order_relaxed);
+      registry::bump(counters_.audio_messages, std::uint64_t{1});
+      registry::bump(counters_.audio_bytes, size);
       registry::note_audio(counters_, now);
       return;
     }
     counters_.last_text_ns.store(now, std::memory_order_relaxed);
     switch (protocol::classify(protocol::sniff_type(sniffed))) {
       case protocol::MessageType::keep_alive:
-        counters_.keep_alive.fetch_add(1, std::memory_order_relaxed);
+        registry::bump(counters_.keep_alive, std::uint64_t{1});
         counters_.last_keep_alive_ns.store(now, std::memory_order_relaxed);
         break;
       case protocol::MessageType::finalize:
-        counters_.finalize.fetch_add(1, std::memory_order_relaxed);
+        registry::bump(counters_.finalize, std::uint64_t{1});
         break;
       case protocol::MessageType::close_stream:
-        counters_.close_stream.fetch_add(1, std::memory_order_relaxed);
+        registry::bump(counters_.close_stream, std::uint64_t{1});
         entry_.set_state(registry::SessionState::closing);
         break;
       default:
@@ -369,8 +369,8 @@ class Relay {
   // Per message, from the upstream: counters, and Metadata/Connected read.
   void on_upstream_message(bool text, std::uint64_t size, std::string_view sniffed) {
     auto now = registry::now_ns();
-    counters_.upstream_messages.fetch_add(1, std::memory_order_relaxed);
-    counters_.upstream_bytes.fetch_add(size, std::memory_order_relaxed);
+    registry::bump(counters_.upstream_messages, std::uint64_t{1});
+    registry::bump(counters_.upstream_bytes, size);
     counters_.last_upstream_ns.store(now, std::memory_order_relaxed);
     if (!text) return;
     auto type = protocol::classify(protocol::sniff_type(sniffed));
