@@ -162,10 +162,10 @@ asio::awaitable<void> upgrade(SimCore& core, beast::tcp_stream& stream, Request 
   std::string subprotocol;
   if (credential->via_subprotocol) subprotocol = protocol::scheme_word(credential->scheme);
   WsStream ws(std::move(stream));
-  control.on_stop = [&ws] {
-    boost::system::error_code ec;
-    beast::get_lowest_layer(ws).socket().close(ec);
-  };
+  // A stop during the accept only sets the flag: the client may already hold
+  // our 101, so it is owed a close frame (below), not a cut connection. The
+  // accept itself ends within the handshake timeout.
+  control.on_stop = [] {};
   beast::get_lowest_layer(ws).expires_never();
   ws.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
   ws.set_option(websocket::stream_base::decorator([request_id, subprotocol](websocket::response_type& res) {
@@ -175,8 +175,18 @@ asio::awaitable<void> upgrade(SimCore& core, beast::tcp_stream& stream, Request 
     if (!subprotocol.empty()) res.set(http::field::sec_websocket_protocol, subprotocol);
   }));
   auto [ec] = co_await ws.async_accept(req, use_nothrow);
-  if (ec || control.stop_requested) {
-    if (ec) spdlog::debug("{} {} accept failed: {}", prefix, name, ec.message());
+  if (ec) {
+    spdlog::debug("{} {} accept failed: {}", prefix, name, ec.message());
+    co_return;
+  }
+  control.on_stop = [&ws] {
+    boost::system::error_code ec;
+    beast::get_lowest_layer(ws).socket().close(ec);
+  };
+  if (control.stop_requested) {
+    // Stopped while accepting: close as a stop closes an open stream.
+    co_await ws.async_close(websocket::close_reason(websocket::close_code::going_away, "simulator stopping"),
+                            use_nothrow);
     co_return;
   }
   spdlog::debug("{} {} open: project {}, request {}", prefix, name, *project, request_id);
