@@ -12,21 +12,7 @@ namespace {
 const std::string kListen = "/v1/listen?model=nova-3&encoding=linear16&sample_rate=16000&channels=1";
 
 // Every test ends with nothing left in the live registry.
-class Gateway : public ::testing::Test {
- protected:
-  void TearDown() override {
-    if (stack_) {
-      EXPECT_TRUE(eventually([&] { return stack_->registry().size() == 0; }))
-          << stack_->registry().size() << " session(s) still registered";
-    }
-    stack_.reset();
-  }
-  Stack& start(sim::SimConfig sc = {}, const Stack::Tweak& tweak = {}) {
-    stack_ = std::make_unique<Stack>(std::move(sc), tweak);
-    return *stack_;
-  }
-  std::unique_ptr<Stack> stack_;
-};
+class Gateway : public StackTest {};
 
 std::string random_bytes(std::mt19937& rng, std::size_t n) {
   std::string s(n, '\0');

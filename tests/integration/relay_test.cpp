@@ -12,20 +12,10 @@ namespace {
 
 const std::string kListen = "/v1/listen?model=nova-3&encoding=linear16&sample_rate=16000&channels=1";
 
-class GatewayRelay : public ::testing::Test {
+// Through the test upstream unless a test says otherwise.
+class GatewayRelay : public StackTest {
  protected:
-  void TearDown() override {
-    if (stack_) {
-      EXPECT_TRUE(eventually([&] { return stack_->registry().size() == 0; }))
-          << stack_->registry().size() << " session(s) still registered";
-    }
-    stack_.reset();
-  }
-  Stack& start(const Stack::Tweak& tweak = via_test_upstream()) {
-    stack_ = std::make_unique<Stack>(sim::SimConfig{}, tweak);
-    return *stack_;
-  }
-  std::unique_ptr<Stack> stack_;
+  Stack& start(const Stack::Tweak& tweak = via_test_upstream()) { return StackTest::start({}, tweak); }
 };
 
 std::string random_bytes(std::mt19937& rng, std::size_t n) {

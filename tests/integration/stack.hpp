@@ -122,6 +122,24 @@ class Stack {
   std::string data_dir_, history_url_;
 };
 
+// A fixture for tests that run one Stack: start() builds it, and every test
+// ends with nothing left in the live registry.
+class StackTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    if (stack_) {
+      EXPECT_TRUE(eventually([&] { return stack_->registry().size() == 0; }))
+          << stack_->registry().size() << " session(s) still registered";
+    }
+    stack_.reset();
+  }
+  Stack& start(sim::SimConfig sc = {}, const Stack::Tweak& tweak = {}) {
+    stack_ = std::make_unique<Stack>(std::move(sc), tweak);
+    return *stack_;
+  }
+  std::unique_ptr<Stack> stack_;
+};
+
 // Tweaks for Stack: the programmable echo upstream instead of the simulator;
 // a tenant with a key (virtual-key mode).
 inline Stack::Tweak via_test_upstream(Stack::Tweak more = {}) {
