@@ -60,6 +60,10 @@ namespace pooled_read_detail {
 namespace ad = boost::asio::detail;
 using tcp = boost::asio::ip::tcp;
 
+// The most bytes a read carries in front of what it reads (a frame header
+// is at most 14 bytes).
+constexpr std::size_t kMaxPrefix = 16;
+
 // The socket's reactor registration, which basic_socket keeps protected.
 struct SocketAccess : tcp::socket {
   static auto& implementation(tcp::socket& s) { return (s.*(&SocketAccess::impl_)).get_implementation(); }
@@ -80,8 +84,6 @@ class RecvOp : public ad::reactor_op {
         work_(handler_, io_ex) {
     std::memcpy(prefix_, prefix, prefix_size);
   }
-
-  static constexpr std::size_t kMaxPrefix = 16;  // PooledReader::kMaxPrefix
 
   static status do_perform(ad::reactor_op* base) {
     auto* o = static_cast<RecvOp*>(base);
@@ -122,7 +124,7 @@ class RecvOp : public ad::reactor_op {
   ad::socket_type socket_;
   ReadBuffer* slot_;
   ReadBuffer block_;
-  std::uint8_t prefix_[kMaxPrefix];
+  std::uint8_t prefix_[kMaxPrefix];  // the carried bytes, copied: the caller's may change
   std::size_t prefix_size_;
   Handler handler_;
   ad::handler_work<Handler, IoExecutor> work_;
@@ -144,7 +146,7 @@ class PooledReader {
   // the handler gets the number of bytes read (after the prefix). `slot` must
   // stay valid, and untouched, until then. Completion signature:
   // void(error_code, std::size_t).
-  static constexpr std::size_t kMaxPrefix = 16;
+  static constexpr std::size_t kMaxPrefix = pooled_read_detail::kMaxPrefix;
 
   template <class Token>
   auto async_read(ReadBuffer& slot, const std::uint8_t* prefix, std::size_t prefix_size, Token&& token) {

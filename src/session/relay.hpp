@@ -182,7 +182,7 @@ class Relay {
     net::ReadBuffer buf;
     std::size_t carry = 0;
     std::array<std::uint8_t, kMaxFrameHeader> carry_bytes{};
-    std::optional<net::PooledReader> reader;  // a plain leg's
+    std::optional<net::PooledReader> reader;  // a plain leg's reads (set by prepare)
     bool close_queued = false;    // a close frame is waiting for the gate
     bool close_sent = false;      // a close frame was written to this leg
     bool close_received = false;  // this leg's close frame arrived
@@ -203,6 +203,7 @@ class Relay {
     if constexpr (is_plain<Stream>) {
       boost::system::error_code ignored;
       leg.stream.non_blocking(true, ignored);  // for writes that never wait
+      leg.reader.emplace(leg.stream);
     }
   }
 
@@ -410,7 +411,6 @@ class Relay {
       } else if constexpr (is_plain<From>) {
         // A block is taken when bytes are there, after the carried ones.
         from.buf.reset();
-        if (!from.reader) from.reader.emplace(from.stream);
         auto [rec, rn] = co_await from.reader->async_read(from.buf, from.carry_bytes.data(), from.carry, use_tuple);
         ec = rec;
         n = rn;
@@ -431,7 +431,6 @@ class Relay {
       from.last_read_ns = now;
       from.ping_sent_ns = 0;
       auto total = from.carry + n;
-      bool filled = total == from.buf.size();
       if (!from.parsing || from.close_received) {
         from.carry = 0;  // after the close (or a protocol error): discarded
         continue;
@@ -456,6 +455,7 @@ class Relay {
         from.buf.reset();  // the bytes are on their way: the block goes back
       } else {
         if (from.carry) std::memmove(bytes, bytes + r.carry_from, from.carry);
+        bool filled = total == from.buf.size();
         if (filled && from.buf.size() < relay_detail::kMaxBuffer) reserve(from, from.buf.size() * 2);
         else if (from.buf.size() > relay_detail::kInitialBuffer && total < from.buf.size() / 4)
           resize(from, from.buf.size() / 2);  // a burst is over: give half back
