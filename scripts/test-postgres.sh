@@ -17,11 +17,11 @@
 # `postgres` user.
 #
 # Environment (optional):
-#   SLUICE_TEST_PG_PORT=55432                   the TCP port (127.0.0.1 only)
+#   SLUICE_TEST_PG_PORT=15432                   the TCP port (127.0.0.1 only)
 #   SLUICE_TEST_PG_DIR=/var/tmp/sluice-test-postgres-$PORT   the data directory
 set -euo pipefail
 
-port="${SLUICE_TEST_PG_PORT:-55432}"
+port="${SLUICE_TEST_PG_PORT:-15432}"
 dir="${SLUICE_TEST_PG_DIR:-/var/tmp/sluice-test-postgres-$port}"
 role=sluice_test
 password=sluice-test-password

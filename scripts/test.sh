@@ -4,7 +4,7 @@
 # official Deepgram JS SDK against sluice and its simulator).
 #
 # The history store's tests run on SQLite and on PostgreSQL: this script
-# starts a private PostgreSQL cluster (scripts/test-postgres.sh, 127.0.0.1:55432)
+# starts a private PostgreSQL cluster (scripts/test-postgres.sh, 127.0.0.1:15432)
 # and passes its URL in SLUICE_TEST_POSTGRES_URL. A cluster that was already
 # running is reused and left running; one this script started is stopped at
 # the end.
