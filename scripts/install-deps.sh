@@ -14,8 +14,9 @@ packages=(
   nodejs npm espeak-ng sox ca-certificates openssl tzdata sqlite3
   postgresql
   # the benchmark suite (bench/run; its smoke run is a test): the proxies it
-  # compares with and the tools it drives them with
-  nginx haproxy jq iproute2 procps util-linux
+  # compares with, the tools it drives them with, and liburing for the bare
+  # relay it measures as the floor (bench/relay_floor.cpp)
+  nginx haproxy jq iproute2 procps util-linux liburing-dev
 )
 
 missing=()
