@@ -32,6 +32,24 @@
 #include "protocol/credential.hpp"
 
 namespace sluice::admin {
+
+struct HistoryQueries {
+  // Two threads: a long query does not hold up the next, and the machine's
+  // I/O threads keep their cores.
+  boost::asio::thread_pool pool{2};
+  // Queries running or waiting. Past the limit a request is answered 503 at
+  // once rather than queued behind minutes of work.
+  std::atomic<int> pending{0};
+  static constexpr int kLimit = 16;
+  std::atomic<std::uint64_t> refused_total{0};
+  std::atomic<std::uint64_t> timed_out_total{0};
+
+  HistoryQueryStats stats() const {
+    return {pending.load(std::memory_order_relaxed), kLimit, refused_total.load(std::memory_order_relaxed),
+            timed_out_total.load(std::memory_order_relaxed)};
+  }
+};
+
 namespace {
 
 namespace asio = boost::asio;
@@ -100,7 +118,7 @@ std::optional<std::int64_t> parse_time(const std::string& text) {
 
 class Handler {
  public:
-  explicit Handler(AdminDeps& deps) : deps_(deps) {}
+  Handler(AdminDeps& deps, HistoryQueries& queries) : deps_(deps), queries_(queries) {}
 
   Routed handle(const Request& req) {
     auto url = boost::urls::parse_origin_form(req.target());
@@ -108,7 +126,10 @@ class Handler {
     std::string path = url->path();
     if (path == "/healthz") return text(req, http::status::ok, "ok\n");
     if (path == "/metrics") {
-      auto res = text(req, http::status::ok, render_metrics(*deps_.registry, *deps_.admission, deps_.recorder.get()));
+      auto history = queries_.stats();
+      auto res = text(req, http::status::ok,
+                      render_metrics(*deps_.registry, *deps_.admission, deps_.recorder.get(),
+                                     deps_.store_url.empty() ? nullptr : &history));
       res.set(http::field::content_type, "text/plain; version=0.0.4");
       return res;
     }
@@ -304,11 +325,14 @@ class Handler {
     for (auto p : url.params()) params.emplace_back(p.key, p.value);
     Request head{http::verb::get, "", req.version()};
     head.keep_alive(req.keep_alive());
-    return Job([head = std::move(head), endpoint, params = std::move(params), store_url = deps_.store_url] {
+    return Job([head = std::move(head), endpoint, params = std::move(params), store_url = deps_.store_url,
+                timeout = deps_.query_timeout, &queries = queries_] {
       auto now = std::chrono::duration_cast<std::chrono::microseconds>(
                      std::chrono::system_clock::now().time_since_epoch()).count();
       try {
-        auto answer = history_answer(endpoint, params, store_url, now);
+        auto answer = history_answer(endpoint, params, store_url, now, timeout);
+        if (const auto* e = answer.body.if_contains("error"); e && e->is_string() && e->get_string() == "query_timeout")
+          queries.timed_out_total.fetch_add(1, std::memory_order_relaxed);
         return json_response(head, static_cast<http::status>(answer.status), answer.body);
       } catch (const std::exception& e) {
         return error_response(head, http::status::internal_server_error, "internal_error", e.what());
@@ -317,19 +341,23 @@ class Handler {
   }
 
   AdminDeps& deps_;
+  HistoryQueries& queries_;
 };
+
 
 // Runs `job` on the pool and completes with its response on the caller's
 // executor (kept busy meanwhile). `job` is moved from when the operation
 // starts. A plain operation rather than a coroutine lambda: GCC 12 mishandles
 // non-trivial temporaries in a co_await expression.
 template <typename Token>
-auto async_run(asio::thread_pool& pool, Job& job, Token&& token) {
+auto async_run(HistoryQueries& queries, Job& job, Token&& token) {
   return asio::async_initiate<Token, void(Response)>(
-      [&pool, &job](auto handler) {
+      [&queries, &job](auto handler) {
         auto work = asio::make_work_guard(asio::get_associated_executor(handler));
-        asio::post(pool, [handler = std::move(handler), work = std::move(work), job = std::move(job)]() mutable {
+        asio::post(queries.pool, [&queries, handler = std::move(handler), work = std::move(work),
+                                  job = std::move(job)]() mutable {
           auto res = job();
+          queries.pending.fetch_sub(1, std::memory_order_relaxed);
           auto ex = work.get_executor();
           asio::dispatch(ex, [handler = std::move(handler), res = std::move(res)]() mutable {
             std::move(handler)(std::move(res));
@@ -340,10 +368,10 @@ auto async_run(asio::thread_pool& pool, Job& job, Token&& token) {
       token);
 }
 
-asio::awaitable<void> serve_admin(tcp::socket socket, AdminDeps& deps, asio::thread_pool& pool) {
+asio::awaitable<void> serve_admin(tcp::socket socket, AdminDeps& deps, HistoryQueries& queries) {
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
-  Handler handler(deps);
+  Handler handler(deps, queries);
   for (;;) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(16 * 1024);
@@ -356,7 +384,16 @@ asio::awaitable<void> serve_admin(tcp::socket socket, AdminDeps& deps, asio::thr
     auto routed = handler.handle(req);
     Response res;
     if (auto* job = std::get_if<Job>(&routed)) {
-      res = co_await async_run(pool, *job, asio::use_awaitable);
+      if (queries.pending.fetch_add(1, std::memory_order_relaxed) >= HistoryQueries::kLimit) {
+        queries.pending.fetch_sub(1, std::memory_order_relaxed);
+        queries.refused_total.fetch_add(1, std::memory_order_relaxed);
+        res = error_response(req, http::status::service_unavailable, "history_busy",
+                             std::to_string(HistoryQueries::kLimit) +
+                                 " history queries are already running or waiting; try again when they have finished");
+        res.set(http::field::retry_after, "5");
+      } else {
+        res = co_await async_run(queries, *job, asio::use_awaitable);
+      }
     } else {
       res = std::move(std::get<Response>(routed));
     }
@@ -371,17 +408,15 @@ asio::awaitable<void> serve_admin(tcp::socket socket, AdminDeps& deps, asio::thr
 
 }  // namespace
 
-// Two threads: a long query does not hold up the next, and the machine's
-// I/O threads keep their cores.
 AdminServer::AdminServer(asio::io_context& ioc, const tcp::endpoint& listen, AdminDeps deps)
-    : deps_(std::move(deps)), history_pool_(std::make_unique<asio::thread_pool>(2)) {
+    : deps_(std::move(deps)), history_(std::make_unique<HistoryQueries>()) {
   listener_ = std::make_unique<net::Listener>(
-      ioc, listen, [this](tcp::socket s) { return serve_admin(std::move(s), deps_, *history_pool_); }, "admin");
+      ioc, listen, [this](tcp::socket s) { return serve_admin(std::move(s), deps_, *history_); }, "admin");
 }
 
-// Queries under way finish first: their answers go to the I/O executor,
-// which outlives this server.
-AdminServer::~AdminServer() { history_pool_->join(); }
+// Queries under way finish first (each within store.query_timeout): their
+// answers go to the I/O executor, which outlives this server.
+AdminServer::~AdminServer() { history_->pool.join(); }
 void AdminServer::start() { listener_->start(); }
 void AdminServer::stop() { listener_->stop(); }
 tcp::endpoint AdminServer::endpoint() const { return listener_->local_endpoint(); }

@@ -8,14 +8,12 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 
 #include "registry/registry.hpp"
 
-namespace boost::asio {
-class thread_pool;
-}
 namespace sluice::net {
 class Listener;
 }
@@ -40,7 +38,13 @@ struct AdminDeps {
   std::string token;
   const std::atomic<bool>& ready;
   std::string store_url;  // the history database, read-only; empty: history disabled
+  // How long one history query may run (store.query_timeout); zero: no limit.
+  std::chrono::steady_clock::duration query_timeout = std::chrono::seconds(30);
 };
+
+// Where history queries run, off the I/O threads: two threads, and a bound on
+// the queries waiting for them.
+struct HistoryQueries;
 
 class AdminServer {
  public:
@@ -52,7 +56,7 @@ class AdminServer {
 
  private:
   AdminDeps deps_;
-  std::unique_ptr<boost::asio::thread_pool> history_pool_;  // history queries, off the I/O thread
+  std::unique_ptr<HistoryQueries> history_;
   std::unique_ptr<net::Listener> listener_;
 };
 

@@ -51,7 +51,8 @@ HistoryAnswer error(unsigned status, std::string_view code, const std::string& m
 bool is_history_endpoint(std::string_view endpoint) { return find_endpoint(endpoint) != nullptr; }
 
 HistoryAnswer history_answer(std::string_view endpoint, const std::vector<std::pair<std::string, std::string>>& params,
-                             const std::string& store_url, history::Micros now) {
+                             const std::string& store_url, history::Micros now,
+                             std::chrono::steady_clock::duration timeout) {
   const auto* e = find_endpoint(endpoint);
   if (!e) return error(404, "not_found", fmt::format("no history endpoint '{}' (known: sessions, concurrency, peaks, usage)", endpoint));
   history::ReportArgs args;
@@ -81,12 +82,18 @@ HistoryAnswer history_answer(std::string_view endpoint, const std::vector<std::p
   try {
     history::OpenOptions options;
     options.read_only = true;
+    if (timeout > timeout.zero()) options.deadline = std::chrono::steady_clock::now() + timeout;
     history::Store store(store_url, options);
     HistoryAnswer a;
     a.body = history::run_report(store, request, now);
     return a;
   } catch (const history::QueryError& ex) {
     return error(400, "bad_request", ex.what());
+  } catch (const history::DeadlineExceeded&) {
+    return error(503, "query_timeout",
+                 fmt::format("the query ran longer than store.query_timeout ({:g} s) and was stopped; ask for a "
+                             "shorter range or filter by pool or tenant",
+                             std::chrono::duration<double>(timeout).count()));
   } catch (const std::exception& ex) {
     return error(503, "history_unavailable",
                  fmt::format("cannot read the history at {}: {}", history::redact_url(store_url), ex.what()));

@@ -16,7 +16,7 @@ void family(std::string& out, std::string_view name, std::string_view type, std:
 }  // namespace
 
 std::string render_metrics(const registry::Registry& registry, const admission::Controller& admission,
-                           const history::Recorder* recorder) {
+                           const history::Recorder* recorder, const HistoryQueryStats* queries) {
   std::string out;
   auto pools = admission.status();
   auto per_pool = [&](std::string_view name, std::string_view type, std::string_view help, auto value) {
@@ -34,14 +34,13 @@ std::string render_metrics(const registry::Registry& registry, const admission::
            [](const PoolStatus& p) { return p.refused_total; });
   per_pool("sluice_pool_upstream_429_total", "counter", "Upstream handshakes answered 429.",
            [](const PoolStatus& p) { return p.upstream_429_total; });
-  family(out, "sluice_sessions_registered", "gauge", "Streams in the live registry (queued to closing).");
-  out += fmt::format("sluice_sessions_registered {}\n", registry.size());
+  auto one = [&](std::string_view name, std::string_view type, std::string_view help, auto v) {
+    family(out, name, type, help);
+    out += fmt::format("{} {}\n", name, v);
+  };
+  one("sluice_sessions_registered", "gauge", "Streams in the live registry (queued to closing).", registry.size());
   if (recorder) {
     auto s = recorder->stats();
-    auto one = [&](std::string_view name, std::string_view type, std::string_view help, auto v) {
-      family(out, name, type, help);
-      out += fmt::format("{} {}\n", name, v);
-    };
     one("sluice_history_sessions_written_total", "counter", "Session row writes committed.", s.sessions_written);
     one("sluice_history_events_written_total", "counter", "Events committed.", s.events_written);
     one("sluice_history_samples_written_total", "counter", "Concurrency samples committed.", s.samples_written);
@@ -53,6 +52,14 @@ std::string render_metrics(const registry::Registry& registry, const admission::
     one("sluice_history_pending_events", "gauge", "Events waiting for the writer.", s.pending_events);
     one("sluice_history_last_commit_timestamp_seconds", "gauge", "When the writer last committed (Unix time).",
         static_cast<double>(s.last_commit_us) / 1e6);
+  }
+  if (queries) {
+    one("sluice_history_queries_pending", "gauge", "History API queries running or waiting.", queries->pending);
+    one("sluice_history_queries_limit", "gauge", "History API queries that may run or wait at once.", queries->limit);
+    one("sluice_history_queries_refused_total", "counter", "History API queries answered 503 history_busy.",
+        queries->refused_total);
+    one("sluice_history_queries_timed_out_total", "counter",
+        "History API queries stopped at store.query_timeout (503 query_timeout).", queries->timed_out_total);
   }
   return out;
 }

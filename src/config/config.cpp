@@ -241,7 +241,7 @@ Config parse_config(const std::string& yaml_text) {
   }
   if (auto store = root["store"]; store && !store.IsNull()) {
     check_keys(store, "store", {"enabled", "data_dir", "url", "heartbeat", "flush_interval", "queue_limit", "instance",
-                                "retention"});
+                                "query_timeout", "retention"});
     if (auto n = store["enabled"]) c.store.enabled = as_bool(n, "store.enabled");
     if (auto n = store["data_dir"]) c.store.data_dir = as_string(n, "store.data_dir");
     if (auto n = store["url"]) c.store.url = as_string(n, "store.url");
@@ -249,6 +249,7 @@ Config parse_config(const std::string& yaml_text) {
     if (auto n = store["flush_interval"]) c.store.flush_interval = as_duration(n, "store.flush_interval");
     if (auto n = store["queue_limit"]) c.store.queue_limit = static_cast<std::size_t>(as_int(n, "store.queue_limit", 100, 10'000'000));
     if (auto n = store["instance"]) c.store.instance = as_string(n, "store.instance");
+    if (auto n = store["query_timeout"]) c.store.query_timeout = as_duration(n, "store.query_timeout");
     if (auto r = store["retention"]; r && !r.IsNull()) {
       check_keys(r, "store.retention", {"sessions", "events", "seconds", "minutes", "rollup_after", "interval"});
       if (auto n = r["sessions"]) c.store.retention.sessions = as_duration(n, "store.retention.sessions");

@@ -124,6 +124,7 @@ struct StoreConfig {
   Seconds flush_interval{0.2};       // how often the writer commits a batch
   std::size_t queue_limit = 10000;   // events waiting for the writer beyond this are dropped (and counted)
   std::string instance;              // names this gateway in the runs table; default host:listen port
+  Seconds query_timeout{30};         // an admin API history query is stopped after this; 0: never
   RetentionConfig retention;
 
   std::string effective_url() const { return url.empty() ? data_dir + "/history.db" : url; }

@@ -3,6 +3,7 @@
 // PostgreSQL (libpq), so the history store is written once. Statements use
 // `?` placeholders; the PostgreSQL connection numbers them ($1, $2, ...).
 // A Connection is used by one thread at a time.
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -25,6 +26,13 @@ class DbError : public std::runtime_error {
 
  private:
   bool busy_;
+};
+
+// A statement stopped because the connection's deadline (OpenOptions) passed,
+// or not started because it already had.
+class DeadlineExceeded : public DbError {
+ public:
+  using DbError::DbError;
 };
 
 using Value = std::variant<std::nullptr_t, std::int64_t, double, std::string>;
@@ -62,6 +70,10 @@ class Connection {
 struct OpenOptions {
   bool read_only = false;            // the CLI reads; only the gateway writes
   int busy_timeout_ms = 1000;        // SQLite: how long to wait for a lock
+  // When set, no statement starts after it and one running past it is
+  // stopped (SQLite: a progress handler; PostgreSQL: statement_timeout set to
+  // what is left before each statement), with DeadlineExceeded.
+  std::optional<std::chrono::steady_clock::time_point> deadline;
 };
 
 // Opens `url`: a file path or sqlite:///path or sqlite:relative, or

@@ -76,8 +76,14 @@ class PgConnection final : public Connection {
       while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
       throw DbError(fmt::format("cannot connect to the history database {}: {}", where_, msg));
     }
-    exec("SET client_min_messages = warning");
-    if (opt.read_only) exec("SET default_transaction_read_only = on");
+    try {
+      exec("SET client_min_messages = warning");
+      if (opt.read_only) exec("SET default_transaction_read_only = on");
+    } catch (...) {
+      PQfinish(conn_);
+      throw;
+    }
+    deadline_ = opt.deadline;
   }
   ~PgConnection() override { PQfinish(conn_); }
 
@@ -86,6 +92,7 @@ class PgConnection final : public Connection {
 
   void exec(std::string_view sql) override {
     ensure_connected();
+    arm_deadline();
     PGresult* r = PQexec(conn_, std::string(sql).c_str());
     check(r, sql);
     PQclear(r);
@@ -97,6 +104,7 @@ class PgConnection final : public Connection {
   // than running it. Queries are not: their plans depend on the range.
   std::int64_t run(std::string_view sql, std::span<const Value> params) override {
     ensure_connected();
+    arm_deadline();
     Params p(params);
     auto key = std::string(sql);
     auto it = prepared_.find(key);
@@ -118,6 +126,7 @@ class PgConnection final : public Connection {
   void query(std::string_view sql, std::span<const Value> params,
              const std::function<void(const Row&)>& fn) override {
     ensure_connected();
+    arm_deadline();
     auto text = number_placeholders(sql);
     Params p(params);
     if (!PQsendQueryParams(conn_, text.c_str(), static_cast<int>(p.ptrs.size()), nullptr, p.ptrs.data(), nullptr,
@@ -126,7 +135,7 @@ class PgConnection final : public Connection {
     PQsetSingleRowMode(conn_);
     std::exception_ptr failure;
     std::string error;
-    bool busy = false;
+    bool busy = false, timed_out = false;
     while (PGresult* r = PQgetResult(conn_)) {
       auto st = PQresultStatus(r);
       if (st == PGRES_SINGLE_TUPLE && !failure) {
@@ -138,10 +147,12 @@ class PgConnection final : public Connection {
       } else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && error.empty()) {
         error = message(r);
         busy = retryable(r);
+        timed_out = canceled(r);
       }
       PQclear(r);
     }
     if (failure) std::rethrow_exception(failure);
+    if (timed_out) throw_deadline();
     if (!error.empty()) throw DbError(fmt::format("postgres {}: {} in: {}", where_, error, sql), busy);
   }
 
@@ -167,17 +178,41 @@ class PgConnection final : public Connection {
     return s == "40001" || s == "40P01" || s == "55P03" || s.starts_with("08") || PQstatus(conn_) != CONNECTION_OK;
   }
 
+  // statement_timeout, which only a deadline sets.
+  bool canceled(PGresult* r) const {
+    const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    return deadline_ && state && std::string_view(state) == "57014";
+  }
+
+  [[noreturn]] void throw_deadline() const {
+    throw DeadlineExceeded(fmt::format("postgres {}: the query ran past its deadline and was stopped", where_));
+  }
+
+  // With a deadline, each statement may run only for what is left of it.
+  void arm_deadline() {
+    if (!deadline_) return;
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline_ - std::chrono::steady_clock::now()).count();
+    if (left <= 0) throw_deadline();
+    auto set = fmt::format("SET statement_timeout = {}", left);
+    PGresult* r = PQexec(conn_, set.c_str());
+    check(r, set);
+    PQclear(r);
+  }
+
   void check(PGresult* r, std::string_view sql) {
     auto st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return;
     auto msg = message(r);
     bool busy = retryable(r);
+    bool timed_out = canceled(r);
     PQclear(r);
+    if (timed_out) throw_deadline();
     throw DbError(fmt::format("postgres {}: {} in: {}", where_, msg, sql.substr(0, 200)), busy);
   }
 
   std::string where_;
   PGconn* conn_ = nullptr;
+  std::optional<std::chrono::steady_clock::time_point> deadline_;
   std::map<std::string, std::string> prepared_;  // statement text -> name
 };
 

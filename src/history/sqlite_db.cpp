@@ -49,11 +49,23 @@ class SqliteConnection final : public Connection {
       throw DbError(fmt::format("cannot open the history database {}: {}", path, msg));
     }
     sqlite3_busy_timeout(db_, opt.busy_timeout_ms);
-    if (!opt.read_only) {
-      exec("PRAGMA journal_mode=WAL");
-      exec("PRAGMA synchronous=NORMAL");
+    try {
+      if (!opt.read_only) {
+        exec("PRAGMA journal_mode=WAL");
+        exec("PRAGMA synchronous=NORMAL");
+      }
+      exec("PRAGMA foreign_keys=ON");
+    } catch (...) {
+      sqlite3_close(db_);
+      throw;
     }
-    exec("PRAGMA foreign_keys=ON");
+    if (opt.deadline) {
+      deadline_ = opt.deadline;
+      // Called every 1000 virtual-machine instructions (a few µs): a
+      // non-zero return interrupts the statement with SQLITE_INTERRUPT.
+      sqlite3_progress_handler(
+          db_, 1000, [](void* self) { return static_cast<SqliteConnection*>(self)->past_deadline() ? 1 : 0; }, this);
+    }
   }
 
   ~SqliteConnection() override {
@@ -65,12 +77,14 @@ class SqliteConnection final : public Connection {
   std::string describe() const override { return "sqlite:" + path_; }
 
   void exec(std::string_view sql) override {
+    check_deadline();
     char* err = nullptr;
     std::string text(sql);
     int rc = sqlite3_exec(db_, text.c_str(), nullptr, nullptr, &err);
     if (rc != SQLITE_OK) {
       std::string msg = err ? err : sqlite3_errstr(rc);
       sqlite3_free(err);
+      if (interrupted(rc)) throw_deadline();
       throw DbError(fmt::format("sqlite {}: {}", path_, msg), is_busy(rc));
     }
   }
@@ -100,8 +114,18 @@ class SqliteConnection final : public Connection {
 
  private:
   static bool is_busy(int rc) { return (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED; }
+  bool interrupted(int rc) const { return deadline_ && (rc & 0xff) == SQLITE_INTERRUPT; }
+
+  bool past_deadline() const { return deadline_ && std::chrono::steady_clock::now() >= *deadline_; }
+  [[noreturn]] void throw_deadline() const {
+    throw DeadlineExceeded(fmt::format("sqlite {}: the query ran past its deadline and was stopped", path_));
+  }
+  void check_deadline() const {
+    if (past_deadline()) throw_deadline();
+  }
 
   sqlite3_stmt* prepare(std::string_view sql, std::span<const Value> params) {
+    check_deadline();
     auto key = std::string(sql);
     auto it = cache_.find(key);
     sqlite3_stmt* st = nullptr;
@@ -135,6 +159,7 @@ class SqliteConnection final : public Connection {
     if (rc != SQLITE_DONE) {
       auto msg = std::string(sqlite3_errmsg(db_));
       sqlite3_reset(st);
+      if (interrupted(rc)) throw_deadline();
       throw DbError(fmt::format("sqlite {}: {}", path_, msg), is_busy(rc));
     }
     sqlite3_reset(st);
@@ -142,6 +167,7 @@ class SqliteConnection final : public Connection {
 
   std::string path_;
   sqlite3* db_ = nullptr;
+  std::optional<std::chrono::steady_clock::time_point> deadline_;
   std::map<std::string, sqlite3_stmt*> cache_;
 };
 

@@ -98,6 +98,7 @@ Gateway::Gateway(boost::asio::io_context& ioc, config::Config raw) : ioc_(ioc), 
   auto admin_listen = net::parse_endpoint(config.admin.listen);
   auto admin_token = config.admin.token;
   std::string store_url = config.store.enabled ? config.store.effective_url() : "";
+  auto query_timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(config.store.query_timeout);
   const bool one_thread = config.threads <= 1;
   services_->policy.store(std::make_shared<const session::SessionPolicy>(std::move(config)));
   auto services = services_;
@@ -107,7 +108,7 @@ Gateway::Gateway(boost::asio::io_context& ioc, config::Config raw) : ioc_(ioc), 
   admin_ = std::make_unique<admin::AdminServer>(
       ioc_, admin_listen, admin::AdminDeps{services_->registry, services_->admission, services_->events,
                                            services_->recorder, std::move(admin_token), ready_,
-                                           std::move(store_url)});
+                                           std::move(store_url), query_timeout});
 }
 
 Gateway::~Gateway() {

@@ -9,6 +9,7 @@
 #include "admin/history_api.hpp"
 #include "history/report.hpp"
 #include "history_data.hpp"
+#include "postgres_schema.hpp"
 #include "stack.hpp"
 
 using namespace sluice;
@@ -175,4 +176,104 @@ TEST(HistoryApi, UnreadableDatabaseIs503WithoutSecrets) {
   EXPECT_EQ(std::string(pg.body.at("message").as_string()).find("s3cret"), std::string::npos) << pg.body;
   // Bad parameters are found before the database is opened.
   EXPECT_EQ(admin::history_answer("sessions", {{"at", "soon"}}, missing, 0).status, 400u);
+}
+
+// --- Limits: store.query_timeout and the bound on waiting queries -------------
+
+namespace {
+
+// A metric's value from GET /metrics, or -1 when it is not there.
+double metric(unsigned short port, const std::string& name) {
+  auto body = admin_call(port, http::verb::get, "/metrics").body();
+  auto at = body.find("\n" + name + " ");
+  return at == std::string::npos ? -1 : std::stod(body.substr(at + name.size() + 2));
+}
+
+// PostgreSQL, where a test can hold a lock that blocks the history's readers
+// for as long as it likes; skipped (failed under CI) without a test cluster.
+std::unique_ptr<PostgresSchema> postgres_store() {
+  auto base = postgres_url();
+  if (!base) return nullptr;
+  auto schema = std::make_unique<PostgresSchema>(*base);
+  history::Store migrate(schema->url());  // the tables
+  return schema;
+}
+
+#define REQUIRE_POSTGRES(schema)                     \
+  if (!(schema)) {                                   \
+    if (in_ci()) GTEST_FAIL() << kNoPostgresInCi;    \
+    GTEST_SKIP() << kNoPostgres;                     \
+  }
+
+// Holds ACCESS EXCLUSIVE on the sessions table until release().
+struct SessionsLock {
+  std::unique_ptr<history::Connection> db;
+  explicit SessionsLock(const std::string& url) : db(history::open_database(url)) {
+    db->exec("BEGIN");
+    db->exec("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE");
+  }
+  void release() { db->exec("COMMIT"); }
+};
+
+}  // namespace
+
+TEST(HistoryApi, AQueryPastStoreQueryTimeoutIs503AndCounted) {
+  HistoryData data("history-api-timeout", false);
+  Stack s({}, [&](config::Config& c, Stack& st) {
+    with_store(data.db)(c, st);
+    c.store.query_timeout = config::Seconds(1e-6);  // over before the first statement
+  });
+  auto o = get_json(s.admin_port(), "/api/v1/history/sessions?at=2025-03-01T12:00:00Z", 503);
+  EXPECT_EQ(o.at("error"), "query_timeout");
+  EXPECT_NE(std::string(o.at("message").as_string()).find("store.query_timeout"), std::string::npos) << o;
+  EXPECT_EQ(metric(s.admin_port(), "sluice_history_queries_timed_out_total"), 1);
+  EXPECT_EQ(metric(s.admin_port(), "sluice_history_queries_pending"), 0);
+}
+
+TEST(HistoryApi, OnPostgresABlockedQueryIsStoppedAtStoreQueryTimeout) {
+  auto schema = postgres_store();
+  REQUIRE_POSTGRES(schema);
+  Stack s({}, [&](config::Config& c, Stack& st) {
+    with_store(schema->url())(c, st);
+    c.store.query_timeout = config::Seconds(0.5);
+  });
+  SessionsLock lock(schema->url());
+  // Without the timeout this waits for the lock for as long as it is held.
+  auto o = get_json(s.admin_port(), "/api/v1/history/sessions?at=2025-03-01T12:00:00Z", 503);
+  EXPECT_EQ(o.at("error"), "query_timeout");
+  lock.release();
+  EXPECT_EQ(get_json(s.admin_port(), "/api/v1/history/sessions?at=2025-03-01T12:00:00Z").at("count"), 0);
+}
+
+TEST(HistoryApi, OnPostgresQueriesPastTheWaitingLimitAre503Busy) {
+  auto schema = postgres_store();
+  REQUIRE_POSTGRES(schema);
+  Stack s({}, with_store(schema->url()));
+  auto port = s.admin_port();
+  ASSERT_EQ(metric(port, "sluice_history_queries_pending"), 0);
+  auto limit = static_cast<int>(metric(port, "sluice_history_queries_limit"));
+  ASSERT_GT(limit, 0);
+  SessionsLock lock(schema->url());
+  // `limit` queries: two block on the lock, the rest wait for them.
+  std::vector<std::thread> held;
+  std::vector<unsigned> statuses(static_cast<std::size_t>(limit), 0);
+  for (int i = 0; i < limit; ++i)
+    held.emplace_back([&, i] {
+      statuses[static_cast<std::size_t>(i)] =
+          admin_call(port, http::verb::get, "/api/v1/history/sessions?at=2025-03-01T12:00:00Z").result_int();
+    });
+  for (int i = 0; i < 3000 && metric(port, "sluice_history_queries_pending") < limit; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(metric(port, "sluice_history_queries_pending"), limit);
+  auto busy = admin_call(port, http::verb::get, "/api/v1/history/usage?from=2025-03-01");
+  EXPECT_EQ(busy.result_int(), 503);
+  EXPECT_EQ(busy[http::field::retry_after], "5");
+  auto o = json::parse(busy.body()).as_object();
+  EXPECT_EQ(o.at("error"), "history_busy");
+  EXPECT_EQ(metric(port, "sluice_history_queries_refused_total"), 1);
+  // The lock goes; every query held answers.
+  lock.release();
+  for (auto& t : held) t.join();
+  EXPECT_EQ(statuses, std::vector<unsigned>(static_cast<std::size_t>(limit), 200));
+  EXPECT_EQ(metric(port, "sluice_history_queries_pending"), 0);
 }

@@ -10,6 +10,7 @@
 
 #include "history/store.hpp"
 #include "history/timespec.hpp"
+#include "postgres_schema.hpp"
 #include "run_sluice.hpp"
 #include "stack.hpp"
 
@@ -128,21 +129,14 @@ TEST(HistoryEndToEnd, CommandLineAndApiAnswerWhoWasOpenAndThePeak) {
 }
 
 TEST(HistoryEndToEnd, RecorderWritesToPostgreSql) {
-  const char* url = std::getenv("SLUICE_TEST_POSTGRES_URL");
-  if (!url) {
-    if (const char* ci = std::getenv("CI"); ci && std::string(ci) == "true")
-      FAIL() << "SLUICE_TEST_POSTGRES_URL is not set (scripts/test.sh starts the test cluster)";
-    GTEST_SKIP() << "SLUICE_TEST_POSTGRES_URL is not set; run scripts/test-postgres.sh start";
+  auto base = postgres_url();
+  if (!base) {
+    if (in_ci()) FAIL() << kNoPostgresInCi;
+    GTEST_SKIP() << kNoPostgres;
   }
   // A fresh schema of its own, so runs of this test never meet.
-  auto schema = "recorder_" + std::to_string(::getpid());
-  {
-    auto admin = history::open_database(url);
-    admin->exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE");
-    admin->exec("CREATE SCHEMA " + schema);
-  }
-  std::string scoped = std::string(url) + (std::string(url).find('?') == std::string::npos ? "?" : "&") +
-                       "options=-csearch_path%3D" + schema;
+  PostgresSchema schema(*base);
+  const std::string& scoped = schema.url();
   std::set<std::int64_t> ids;
   {
     Stack s({}, [&](config::Config& c, Stack&) { c.store.url = scoped; });
@@ -170,7 +164,6 @@ TEST(HistoryEndToEnd, RecorderWritesToPostgreSql) {
   ASSERT_EQ(cli.status, 0) << cli.err;
   EXPECT_EQ(ids_of(json::parse(cli.out).at("sessions")), ids);
   EXPECT_EQ(cli.err.find("sluice-test-password"), std::string::npos);
-  history::open_database(url)->exec("DROP SCHEMA " + schema + " CASCADE");
 }
 
 }  // namespace

@@ -17,9 +17,17 @@
 #include "history/db.hpp"
 #include "history/queries.hpp"
 #include "history/store.hpp"
+#include "postgres_schema.hpp"
 
 namespace sluice::history {
 namespace {
+
+using sluice::testing::in_ci;
+using sluice::testing::kNoPostgres;
+using sluice::testing::kNoPostgresInCi;
+using sluice::testing::postgres_url;
+using sluice::testing::PostgresSchema;
+using sluice::testing::unique_suffix;
 
 namespace fs = std::filesystem;
 
@@ -70,25 +78,7 @@ SessionRecord refused(std::int64_t run, std::int64_t id, Micros accepted, const 
   return r;
 }
 
-std::string unique_suffix() {
-  static std::atomic<int> counter{0};
-  std::random_device rd;
-  return std::to_string(::getpid()) + "_" + std::to_string(counter++) + "_" + std::to_string(rd() % 100000);
-}
-
-// The PostgreSQL URL for the tests, or why there is none.
-std::optional<std::string> postgres_url() {
-  const char* url = std::getenv("SLUICE_TEST_POSTGRES_URL");
-  if (url && *url) return std::string(url);
-  return std::nullopt;
-}
-
-bool in_ci() {
-  const char* ci = std::getenv("CI");
-  return ci && std::string(ci) == "true";
-}
-
-class HistoryStoreTest : public testing::TestWithParam<std::string> {
+class HistoryStoreTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     if (GetParam() == "sqlite") {
@@ -98,26 +88,19 @@ class HistoryStoreTest : public testing::TestWithParam<std::string> {
     } else {
       auto base = postgres_url();
       if (!base) {
-        if (in_ci())
-          GTEST_FAIL() << "SLUICE_TEST_POSTGRES_URL is not set (CI=true): scripts/test.sh starts a PostgreSQL "
-                          "cluster with scripts/test-postgres.sh and sets it";
-        GTEST_SKIP() << "SLUICE_TEST_POSTGRES_URL is not set; run scripts/test-postgres.sh start and export "
-                        "SLUICE_TEST_POSTGRES_URL=<the URL it prints> to run the PostgreSQL tests";
+        if (in_ci()) GTEST_FAIL() << kNoPostgresInCi;
+        GTEST_SKIP() << kNoPostgres;
       }
-      schema_ = "sluice_test_" + unique_suffix();
-      admin_ = open_database(*base);
-      admin_->exec("CREATE SCHEMA " + schema_);
-      url_ = *base + (base->find('?') == std::string::npos ? "?" : "&") + "options=-csearch_path%3D" + schema_;
+      schema_ = std::make_unique<PostgresSchema>(*base);
+      url_ = schema_->url();
     }
   }
 
   void TearDown() override {
-    if (admin_) {
-      try {
-        admin_->exec("DROP SCHEMA " + schema_ + " CASCADE");
-      } catch (const std::exception& e) {
-        ADD_FAILURE() << e.what();
-      }
+    try {
+      schema_.reset();
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << e.what();
     }
     if (!dir_.empty()) {
       std::error_code ec;
@@ -158,13 +141,12 @@ class HistoryStoreTest : public testing::TestWithParam<std::string> {
 
   fs::path dir_;
   std::string url_;
-  std::string schema_;
-  std::unique_ptr<Connection> admin_;
+  std::unique_ptr<PostgresSchema> schema_;
 };
 
-std::string backend_name(const testing::TestParamInfo<std::string>& info) { return info.param; }
+std::string backend_name(const ::testing::TestParamInfo<std::string>& info) { return info.param; }
 
-INSTANTIATE_TEST_SUITE_P(Backends, HistoryStoreTest, testing::Values(std::string("sqlite"), std::string("postgres")),
+INSTANTIATE_TEST_SUITE_P(Backends, HistoryStoreTest, ::testing::Values(std::string("sqlite"), std::string("postgres")),
                          backend_name);
 
 // --- Schema, runs, rows ------------------------------------------------------
@@ -931,7 +913,7 @@ TEST_P(HistoryStoreTest, RandomRowsMatchABruteForceOverlapAndSweep) {
     Micros to = from + uniform(1, 60) * kS;
     std::optional<std::string> pool;
     if (round % 3 == 1) pool = "speak";
-    SCOPED_TRACE(testing::Message() << "round " << round);
+    SCOPED_TRACE(::testing::Message() << "round " << round);
     Keys want;
     for (const auto& s : all) {
       // Still-open rows meet a range they opened before the end of, whatever now is.
@@ -987,6 +969,45 @@ TEST_P(HistoryStoreTest, DescriptionsAndErrorsNeverShowThePassword) {
   }
   auto store = open();
   EXPECT_EQ(store->describe().find(url_.substr(colon + 1, at - colon - 1)), std::string::npos) << store->describe();
+}
+
+// --- Deadlines ----------------------------------------------------------------
+
+// A query that would run for minutes (SQLite: a recursive count to 2e9;
+// PostgreSQL: a 120 s sleep) is stopped at the connection's deadline with
+// DeadlineExceeded, and returns no row.
+TEST_P(HistoryStoreTest, ADeadlineStopsALongQuery) {
+  open();  // the schema
+  auto db = open_database(url_, {.read_only = true, .deadline = std::chrono::steady_clock::now() +
+                                                                    std::chrono::milliseconds(300)});
+  auto endless = postgres() ? std::string("SELECT pg_sleep(120)")
+                            : std::string("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                                          "WHERE x < 2000000000) SELECT max(x) FROM c");
+  int rows = 0;
+  try {
+    db->query(endless, {}, [&](const Row&) { ++rows; });
+    FAIL() << "expected DeadlineExceeded";
+  } catch (const DeadlineExceeded& e) {
+    EXPECT_NE(std::string(e.what()).find("ran past its deadline"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(rows, 0);
+  // Past the deadline no statement starts, on this connection or on a Store.
+  EXPECT_THROW(db->query("SELECT 1", {}, [](const Row&) {}), DeadlineExceeded);
+  EXPECT_THROW(
+      {
+        Store store(url_, {.read_only = true, .deadline = std::chrono::steady_clock::now()});
+        keys(store, {.from = T, .to = T + kS});
+      },
+      DeadlineExceeded);
+}
+
+TEST_P(HistoryStoreTest, ADeadlineAheadChangesNothing) {
+  auto store = open();
+  auto run = store->begin_run({.instance = "i", .version = "v", .pid = 1, .started_at = T});
+  write_sessions(*store, {session(run, 1, T, T + kMin)});
+  Store reader(url_, {.read_only = true, .deadline = std::chrono::steady_clock::now() + std::chrono::hours(1)});
+  EXPECT_EQ(keys(reader, {.from = T, .to = T + kS}), (Keys{{run, 1}}));
+  EXPECT_EQ(keys(reader, {.from = T + kMin, .to = T + 2 * kMin}), Keys{});
 }
 
 TEST(HistoryDb, ReadOnlyOpenOfAMissingSqliteFileIsAClearError) {

@@ -27,6 +27,7 @@ TEST(Config, EmptyFileGivesDefaults) {
   EXPECT_FALSE(c.upstream.url);
   EXPECT_TRUE(c.pass_through());
   EXPECT_EQ(c.relay.max_message_bytes, 4u * 1024 * 1024);
+  EXPECT_DOUBLE_EQ(c.store.query_timeout.count(), 30);
 }
 
 TEST(Config, ParsesEveryOption) {
@@ -48,6 +49,7 @@ tenants:
     keys: [")" + hash + R"("]
 relay: {max_message_bytes: 64KiB, ping_interval: 20s, close_timeout: 4s, close_grace: 2s, idle_after: 1m}
 log: {level: debug}
+store: {query_timeout: 2m}
 )");
   EXPECT_EQ(c.listen, "0.0.0.0:8443");
   EXPECT_EQ(c.threads, 2);
@@ -63,6 +65,7 @@ log: {level: debug}
   EXPECT_EQ(c.relay.max_message_bytes, 65536u);
   EXPECT_DOUBLE_EQ(c.relay.idle_after.count(), 60);
   EXPECT_EQ(c.log.level, "debug");
+  EXPECT_DOUBLE_EQ(c.store.query_timeout.count(), 120);
 }
 
 TEST(Config, ErrorsNameTheKey) {
@@ -70,6 +73,7 @@ TEST(Config, ErrorsNameTheKey) {
   expect_error("lisen: 127.0.0.1:1", "lisen", "unknown key");
   expect_error("relay: {ping_intervall: 3s}", "relay.ping_intervall", "unknown key");
   expect_error("relay: {ping_interval: soon}", "relay.ping_interval", "duration");
+  expect_error("store: {query_timeout: -1s}", "store.query_timeout", "duration");
   expect_error("relay: {max_message_bytes: -5}", "relay.max_message_bytes", "size");
   expect_error("threads: many", "threads", "integer");
   expect_error("threads: 0", "threads", "between");
