@@ -38,7 +38,8 @@ Ticker::Subscription Ticker::subscribe(std::function<void()> on_tick) {
   {
     std::lock_guard lock(mutex_);
     id = next_id_++;
-    subscribers_.emplace(id, std::move(on_tick));
+    slots_[id % kSlots].emplace(id, std::move(on_tick));
+    ++count_;
     if (!armed_) start = armed_ = true;
   }
   if (start) boost::asio::post(strand_, [self = shared_from_this()] { self->arm(); });
@@ -47,38 +48,40 @@ Ticker::Subscription Ticker::subscribe(std::function<void()> on_tick) {
 
 std::size_t Ticker::subscribers() const {
   std::lock_guard lock(mutex_);
-  return subscribers_.size();
+  return count_;
 }
 
 void Ticker::unsubscribe(std::uint64_t id) {
   bool none;
   {
     std::lock_guard lock(mutex_);
-    subscribers_.erase(id);
-    none = subscribers_.empty();
+    count_ -= slots_[id % kSlots].erase(id);
+    none = count_ == 0;
   }
   // Nobody left: the timer goes, so that an idle io_context can return.
   if (none)
     boost::asio::post(strand_, [self = shared_from_this()] {
       std::lock_guard lock(self->mutex_);
-      if (self->subscribers_.empty()) self->timer_.cancel();
+      if (self->count_ == 0) self->timer_.cancel();
     });
 }
 
 void Ticker::arm() {
-  timer_.expires_after(period_);
+  timer_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(period_) / kSlots);
   timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) { self->fire(ec); });
 }
 
 void Ticker::fire(const boost::system::error_code& ec) {
   {
     std::lock_guard lock(mutex_);
-    if (subscribers_.empty()) {
+    if (count_ == 0) {
       armed_ = false;
       return;
     }
-    if (!ec)
-      for (auto& [id, on_tick] : subscribers_) on_tick();
+    if (!ec) {
+      for (auto& [id, on_tick] : slots_[next_slot_]) on_tick();
+      next_slot_ = (next_slot_ + 1) % kSlots;
+    }
   }
   arm();
 }

@@ -6,7 +6,9 @@
 #include <boost/asio/io_context.hpp>
 
 #include <chrono>
+#include <numeric>
 #include <optional>
+#include <vector>
 
 #include "session/ticker.hpp"
 
@@ -57,6 +59,28 @@ TEST(Ticker, WithNobodySubscribedTheIoContextRunsOut) {
   int again = 0;
   auto s = ticker->subscribe([&] { ++again; });
   ASSERT_TRUE(run_until(ioc, [&] { return again >= 2; }));
+}
+
+// The subscribers are spread over the period: a firing calls one slot's
+// (here 2 of 40), and kSlots firings call each subscriber exactly once.
+TEST(Ticker, EachFiringCallsOneSlotAndAPeriodCallsEveryoneOnce) {
+  boost::asio::io_context ioc;
+  auto ticker = Ticker::create(ioc, 40ms);
+  const int n = 2 * static_cast<int>(Ticker::kSlots);
+  std::vector<int> ticks(static_cast<std::size_t>(n), 0);
+  std::vector<Ticker::Subscription> subs;
+  for (int i = 0; i < n; ++i) subs.push_back(ticker->subscribe([&ticks, i] { ++ticks[static_cast<std::size_t>(i)]; }));
+  auto total = [&] { return std::accumulate(ticks.begin(), ticks.end(), 0); };
+  std::vector<int> per_firing;
+  auto bound = std::chrono::steady_clock::now() + 20s;
+  while (per_firing.size() < Ticker::kSlots && std::chrono::steady_clock::now() < bound) {
+    int before = total();
+    ioc.run_one_for(1s);
+    if (int called = total() - before; called > 0) per_firing.push_back(called);
+  }
+  ASSERT_EQ(per_firing.size(), Ticker::kSlots);
+  EXPECT_EQ(per_firing, std::vector<int>(Ticker::kSlots, 2));
+  EXPECT_EQ(ticks, std::vector<int>(static_cast<std::size_t>(n), 1));
 }
 
 TEST(Ticker, ASubscriptionOutlivingItsTickerIsHarmless) {
