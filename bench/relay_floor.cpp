@@ -136,23 +136,20 @@ int run_epoll(int listener, const sockaddr_in& upstream) {
     for (int i = 0; i < n; ++i) {
       std::uint64_t tag = events[i].data.u64;
       if (tag == ~std::uint64_t{0}) {
-        for (;;) {
-          int c = ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-          if (c < 0) break;
-          int u = connect_to(upstream);
-          if (u < 0) {
-            ::close(c);
-            continue;
-          }
-          ::fcntl(u, F_SETFL, ::fcntl(u, F_GETFL) | O_NONBLOCK);
-          no_delay(c);
-          no_delay(u);
-          watch(c, u);
-          watch(u, c);
-          // Only the listener is non-blocking-accepted in a burst; one per
-          // readiness keeps the loop fair like the proxies' accept.
-          break;
+        // One connection per readiness (level-triggered: the rest come on
+        // the next turns), interleaved with the open streams' frames.
+        int c = ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (c < 0) continue;
+        int u = connect_to(upstream);
+        if (u < 0) {
+          ::close(c);
+          continue;
         }
+        ::fcntl(u, F_SETFL, ::fcntl(u, F_GETFL) | O_NONBLOCK);
+        no_delay(c);
+        no_delay(u);
+        watch(c, u);
+        watch(u, c);
         continue;
       }
       int fd = static_cast<int>(tag >> 32);
@@ -198,7 +195,6 @@ struct Conn {
   Side side[2];  // 0: client, 1: upstream
   bool ending = false;
   int ops = 0;  // operations in flight
-  bool used = false;
 };
 
 class Uring {
@@ -398,7 +394,6 @@ class Uring {
       conns_.emplace_back();
     }
     Conn& k = conns_[c];
-    k.used = true;
     k.side[0].fd = client;
     k.side[1].fd = u;
     arm_recv(c, 0);

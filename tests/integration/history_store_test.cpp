@@ -97,11 +97,7 @@ class HistoryStoreTest : public ::testing::TestWithParam<std::string> {
   }
 
   void TearDown() override {
-    try {
-      schema_.reset();
-    } catch (const std::exception& e) {
-      ADD_FAILURE() << e.what();
-    }
+    schema_.reset();
     if (!dir_.empty()) {
       std::error_code ec;
       fs::remove_all(dir_, ec);
