@@ -160,12 +160,11 @@ class Handler {
       if (req.method() == http::verb::get)
         return json_response(req, http::status::ok, session_json(*deps_.registry, *entry, registry::now_ns()));
       if (req.method() == http::verb::delete_) {
-        if (!entry->request_end())
-          return error_response(req, http::status::conflict, "not_open",
-                                "session is still connecting; it can be ended once open");
+        bool relaying = entry->request_end();
         json::object o;
         o["id"] = id;
-        o["status"] = "closing";
+        // A stream still queued or connecting ends as soon as it opens.
+        o["status"] = relaying ? "closing" : "closing_when_open";
         return json_response(req, http::status::accepted, o);
       }
       return method_not_allowed(req, "GET, DELETE");

@@ -8,20 +8,33 @@
 // cache if recv() finds nothing after all. `prefix` bytes (the start of a
 // frame header left over from the last read) are copied in front of them.
 //
-// 2. No failed recv(). A read that returned fewer bytes than it asked for has
-// drained the socket, so the next read waits for epoll to report the socket
-// readable instead of trying it first.
+// 2. No failed recv(), and no end of stream missed. A read that returned
+// fewer bytes than it asked for has drained the socket's data, so the next
+// read could wait for epoll to report the socket readable instead of trying
+// it first. But a short read says nothing about what follows the data: a FIN
+// or a reset that arrived in the same readiness event as the last bytes
+// produces no further event (Asio registers edge-triggered), so a reader that
+// waits for one never sees the end: the stream holds its vendor slot until
+// some timeout. So the read asks the kernel what is left: the socket has
+// TCP_INQ on, and each recvmsg() returns, as a control message, the bytes
+// still queued, or 1 when the peer's FIN is queued behind them (Linux,
+// tcp_inq_hint). A reset is not counted there; it shows in the readiness
+// event that woke the read (EPOLLERR/EPOLLHUP, which epoll always reports),
+// which the descriptor's reactor state still holds while the read runs. The
+// read reports reactor_op::done_and_exhausted (the reactor then skips the
+// speculative attempt until the descriptor's next readiness event) only when
+// both say nothing is left; otherwise the next read tries at once and sees
+// the data, the EOF or the error. Where TCP_INQ cannot be set, every read is
+// followed by an attempt, as Asio's own async_read_some does.
 //
 // Asio's own async_read_some tries every read at once ("speculatively")
 // unless the previous one saw the end of the stream. On a socket that carries
 // one small message at a time (an audio frame every 20 ms), that attempt
 // fails with EAGAIN almost every time: one wasted recv() per message and
-// direction. This operation is Asio's receive operation with one rule
-// changed: a short read reports reactor_op::done_and_exhausted, on which the
-// reactor skips the speculative attempt until the descriptor's next readiness
-// event. No data can be missed: a readiness event that arrives while no read
-// is queued re-enables the speculative attempt (epoll_reactor::
-// descriptor_state::perform_io), both under the descriptor's lock.
+// direction. This operation is Asio's receive operation with that rule
+// changed. A readiness event that arrives while no read is queued re-enables
+// the speculative attempt (epoll_reactor::descriptor_state::perform_io), both
+// under the descriptor's lock, so bytes arriving after a read are seen too.
 //
 // Cancellation: socket-wide only (cancel() or close() abort the read with
 // operation_aborted); per-operation cancellation slots are not connected.
@@ -42,6 +55,12 @@
 
 #include "net/read_buffer.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <cstddef>
 #include <cstring>
 #include <memory>
@@ -69,15 +88,31 @@ struct SocketAccess : tcp::socket {
   static auto& implementation(tcp::socket& s) { return (s.*(&SocketAccess::impl_)).get_implementation(); }
 };
 
+// The epoll events of the descriptor's current (or last) readiness event.
+// Asio keeps them in the descriptor state's task_result_ (a protected member
+// of its operation base, reached here through a derived accessor) from the
+// moment epoll_wait reports them until the next report; a read performed by
+// the reactor runs in between.
+struct EventsAccess : ad::scheduler_operation {
+  static unsigned events(ad::scheduler_operation* op) { return op->*(&EventsAccess::task_result_); }
+};
+inline unsigned ready_events(ad::epoll_reactor::per_descriptor_data d) {
+  // descriptor_state derives privately from its operation base: a C-style
+  // cast is the conversion the language allows to an inaccessible base.
+  return d ? EventsAccess::events((ad::scheduler_operation*)d) : 0u;  // NOLINT
+}
+
 template <class Handler, class IoExecutor>
 class RecvOp : public ad::reactor_op {
  public:
   BOOST_ASIO_DEFINE_HANDLER_PTR(RecvOp);
 
-  RecvOp(ad::socket_type socket, ReadBuffer* slot, const std::uint8_t* prefix, std::size_t prefix_size,
-         Handler& handler, const IoExecutor& io_ex)
+  RecvOp(ad::socket_type socket, ad::epoll_reactor::per_descriptor_data descriptor, bool inq, ReadBuffer* slot,
+         const std::uint8_t* prefix, std::size_t prefix_size, Handler& handler, const IoExecutor& io_ex)
       : ad::reactor_op(boost::system::error_code(), &RecvOp::do_perform, &RecvOp::do_complete),
         socket_(socket),
+        descriptor_(descriptor),
+        inq_(inq),
         slot_(slot),
         prefix_size_(prefix_size),
         handler_(std::move(handler)),
@@ -91,15 +126,40 @@ class RecvOp : public ad::reactor_op {
       o->block_ = ReadBuffer::block();
       std::memcpy(o->block_.data(), o->prefix_, o->prefix_size_);
     }
-    if (!ad::socket_ops::non_blocking_recv1(o->socket_, o->block_.data() + o->prefix_size_,
-                                            o->block_.size() - o->prefix_size_, 0, true, o->ec_,
-                                            o->bytes_transferred_)) {
-      o->block_.reset();  // EAGAIN: wait for readiness without the block
+    const std::size_t want = o->block_.size() - o->prefix_size_;
+    iovec iov{o->block_.data() + o->prefix_size_, want};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (o->inq_) {
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+    }
+    ssize_t n;
+    do n = ::recvmsg(o->socket_, &msg, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      o->block_.reset();  // wait for readiness without the block
       return not_done;
     }
-    // The rule that differs from Asio's: a short read drained the socket.
-    if (o->ec_ || o->bytes_transferred_ < o->block_.size() - o->prefix_size_) return done_and_exhausted;
-    return done;
+    if (n < 0) {
+      o->ec_ = boost::system::error_code(errno, boost::asio::error::get_system_category());
+      return done;
+    }
+    if (n == 0) {
+      o->ec_ = boost::asio::error::eof;
+      return done;
+    }
+    o->bytes_transferred_ = static_cast<std::size_t>(n);
+    if (o->bytes_transferred_ == want || !o->inq_) return done;
+    // A short read: exhausted only if nothing (no bytes, no FIN, no reset)
+    // is left behind it.
+    int left = 1;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+      if (c->cmsg_level == IPPROTO_TCP && c->cmsg_type == TCP_CM_INQ) std::memcpy(&left, CMSG_DATA(c), sizeof left);
+    if (left != 0 || (ready_events(o->descriptor_) & (EPOLLERR | EPOLLHUP))) return done;
+    return done_and_exhausted;
   }
 
   static void do_complete(void* owner, ad::operation* base, const boost::system::error_code&, std::size_t) {
@@ -122,6 +182,8 @@ class RecvOp : public ad::reactor_op {
 
  private:
   ad::socket_type socket_;
+  ad::epoll_reactor::per_descriptor_data descriptor_;
+  bool inq_;  // the socket reports what is left after each read (TCP_INQ)
   ReadBuffer* slot_;
   ReadBuffer block_;
   std::uint8_t prefix_[kMaxPrefix];  // the carried bytes, copied: the caller's may change
@@ -139,7 +201,14 @@ class PooledReader {
   explicit PooledReader(boost::asio::ip::tcp::socket& socket)
       : socket_(socket),
         reactor_(boost::asio::use_service<boost::asio::detail::reactor>(
-            boost::asio::query(socket.get_executor(), boost::asio::execution::context))) {}
+            boost::asio::query(socket.get_executor(), boost::asio::execution::context))) {
+    int on = 1;
+    inq_ = ::setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_INQ, &on, sizeof on) == 0;
+  }
+
+  // Whether reads know what is left behind them (TCP_INQ); without it every
+  // read is followed by an attempt.
+  bool knows_what_is_left() const { return inq_; }
 
   // Reads some bytes. On completion `slot` holds a block starting with the
   // `prefix_size` (at most 16) bytes of `prefix`, followed by the bytes read;
@@ -160,7 +229,8 @@ class PooledReader {
           auto& impl = pooled_read_detail::SocketAccess::implementation(socket_);
           const bool is_continuation = boost_asio_handler_cont_helpers::is_continuation(handler);
           typename Op::ptr p = {std::addressof(handler), Op::ptr::allocate(handler), nullptr};
-          p.p = new (p.v) Op(impl.socket_, slot, prefix, prefix_size, handler, socket_.get_executor());
+          p.p = new (p.v) Op(impl.socket_, impl.reactor_data_, inq_, slot, prefix, prefix_size, handler,
+                             socket_.get_executor());
           if (!(impl.state_ & ad::socket_ops::non_blocking) &&
               !ad::socket_ops::set_internal_non_blocking(impl.socket_, impl.state_, true, p.p->ec_)) {
             reactor_.post_immediate_completion(p.p, is_continuation);
@@ -175,6 +245,7 @@ class PooledReader {
  private:
   boost::asio::ip::tcp::socket& socket_;
   boost::asio::detail::reactor& reactor_;
+  bool inq_ = false;
 };
 
 }  // namespace sluice::net

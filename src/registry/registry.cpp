@@ -50,14 +50,20 @@ double SessionEntry::idle_seconds_until(std::int64_t until) const {
 }
 
 void SessionEntry::set_end_handler(std::function<void()> handler) {
-  std::lock_guard lock(mutex_);
-  end_handler_ = std::move(handler);
+  bool run;
+  {
+    std::lock_guard lock(mutex_);
+    end_handler_ = handler;
+    run = end_handler_ && end_requested_;
+  }
+  if (run) handler();
 }
 
 bool SessionEntry::request_end() const {
   std::function<void()> h;
   {
     std::lock_guard lock(mutex_);
+    end_requested_ = true;
     h = end_handler_;
   }
   if (!h) return false;

@@ -107,8 +107,11 @@ class SessionEntry {
   double audio_seconds() const;
 
   // The session installs how to end it gracefully (posted onto its strand).
+  // A request that came before the handler runs it at once.
   void set_end_handler(std::function<void()> handler);
-  // Asks the session to end gracefully; false if it has no handler yet.
+  // Asks the session to end gracefully. Never lost: a stream that is not
+  // relaying yet (queued, connecting) ends as soon as it opens. True if the
+  // stream was relaying (its end has begun).
   bool request_end() const;
 
  private:
@@ -119,6 +122,7 @@ class SessionEntry {
   std::optional<double> meta_duration_; // guarded by mutex_
   std::optional<int> meta_channels_;    // guarded by mutex_
   std::function<void()> end_handler_;   // guarded by mutex_
+  mutable bool end_requested_ = false;  // guarded by mutex_
 };
 
 class Registry;

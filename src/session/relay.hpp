@@ -186,6 +186,8 @@ class Relay {
     bool close_queued = false;    // a close frame is waiting for the gate
     bool close_sent = false;      // a close frame was written to this leg
     bool close_received = false;  // this leg's close frame arrived
+    bool handshake_done = false;  // both close frames passed: the TCP connection may end
+    bool in_close_frame = false;  // its pump is handling this leg's close frame
     bool parsing = true;          // false after a protocol error: the rest is discarded
     bool cut = false;             // the socket was closed by the gateway
     bool timed_out = false;       // ... because the leg fell silent
@@ -300,6 +302,7 @@ class Relay {
     leg.close_sent_ns = registry::now_ns();
     leg.gate.release();  // free: send_own takes it again without waiting
     co_await send_own(leg, std::move(frame), may_wait);
+    if (leg.client) client_handshake_done();
   }
 
   std::string too_big_text() const {
@@ -396,6 +399,15 @@ class Relay {
     leg.buf = std::move(fresh);
   }
 
+  // Ends a TLS leg's session with close_notify (bounded by close_timeout: see
+  // check_leg).
+  template <class Stream>
+  boost::asio::awaitable<void> tls_shutdown(Leg<Stream>& leg) {
+    if (!leg.gate.try_acquire()) co_await leg.gate.acquire();
+    if (!leg.cut) co_await leg.stream.async_shutdown(use_tuple);
+    leg.gate.release();
+  }
+
   // Reads `from` and writes its data frames to `to` until `from` is closed.
   template <class From, class To>
   boost::asio::awaitable<void> pump(Leg<From>& from, Leg<To>& to) {
@@ -420,6 +432,13 @@ class Relay {
             boost::asio::buffer(from.buf.data() + from.carry, from.buf.size() - from.carry), use_tuple);
         ec = rec;
         n = rn;
+      }
+      if constexpr (!is_plain<From>) {
+        if (ec == boost::asio::error::operation_aborted && from.handshake_done && !from.cut) {
+          // The client's close was answered from the other pump: close_notify.
+          co_await tls_shutdown(from);
+          break;
+        }
       }
       if (ec) {
         // A frame cut short cannot be finished on the other leg: cut it too.
@@ -470,13 +489,13 @@ class Relay {
       from.walker.pong_seen = false;
       if (r.too_big) co_await on_too_big(from, to);
       if (r.stop == WalkStop::close) {
+        from.in_close_frame = true;
         co_await on_close_frame(from, to);
+        from.in_close_frame = false;
         if constexpr (!is_plain<From>) {
           // TLS: end the session with close_notify both ways, then go.
           if (from.close_sent && !from.cut) {
-            if (!from.gate.try_acquire()) co_await from.gate.acquire();
-            co_await from.stream.async_shutdown(use_tuple);
-            from.gate.release();
+            co_await tls_shutdown(from);
             break;
           }
         }
@@ -496,7 +515,12 @@ class Relay {
   }
 
   // A close frame from `from`: pass it on with its code and reason exactly
-  // (or none), answer it, and let the connection end.
+  // (or none), and complete the handshake on `from`. The upstream's close is
+  // answered at once, so the vendor can end the connection (and the stream's
+  // lease) without waiting for the client. A client's close is answered with
+  // the upstream's answer when it comes, so whatever the vendor sends before
+  // its answer (final results) still reaches the client; it is answered at
+  // once only when the upstream leg can no longer answer.
   template <class From, class To>
   boost::asio::awaitable<void> on_close_frame(Leg<From>& from, Leg<To>& to) {
     from.close_received = true;
@@ -509,15 +533,24 @@ class Relay {
                                         from.client ? "client connection lost" : "sluice: upstream connection lost"));
     } else {
       note_close(from.client ? "client" : "upstream", cp);
-      co_await close_leg(to, cp);
-      co_await close_leg(from, cp);  // the answer, unless this was the answer
+      co_await close_leg(to, cp);  // passed on, or the answer to `to`'s own close
+      if (!from.client || to.cut || to.done || to.close_received) co_await close_leg(from, cp);
     }
-    // The close handshake on `from` is complete. A server closes the TCP
-    // connection first; toward the upstream, sluice waits for the server to.
-    // (TLS legs first exchange close_notify: see the pump.)
-    if (from.client && is_plain<From>) {
-      boost::system::error_code ignored;
-      relay_detail::socket_of(from.stream).shutdown(tcp::socket::shutdown_send, ignored);
+    client_handshake_done();
+  }
+
+  // Once the client's close handshake is complete, the server ends the TCP
+  // connection first: a plain leg is shut down for sending at once; a TLS
+  // leg's pump sends close_notify (its pending read is cancelled to wake it).
+  void client_handshake_done() {
+    auto& c = client_;
+    if (!c.close_received || !c.close_sent || c.cut || c.handshake_done) return;
+    c.handshake_done = true;
+    boost::system::error_code ignored;
+    if constexpr (is_plain<ClientStream>) {
+      relay_detail::socket_of(c.stream).shutdown(tcp::socket::shutdown_send, ignored);
+    } else {
+      if (!c.in_close_frame) relay_detail::socket_of(c.stream).cancel(ignored);
     }
   }
 
@@ -613,7 +646,7 @@ class Relay {
       cut(leg);
       co_return;
     }
-    if (liveness <= 0 || leg.close_sent) co_return;
+    if (liveness <= 0 || leg.close_sent || leg.close_received) co_return;
     if (other.write_since_ns) {
       leg.last_read_ns = now;
       co_return;

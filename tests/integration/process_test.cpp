@@ -9,6 +9,7 @@
 
 #include "child_process.hpp"
 #include "stack.hpp"
+#include "test_cert.hpp"
 
 using namespace sluice;
 using namespace sluice::testing;
@@ -55,23 +56,6 @@ TEST(Process, BadConfigurationNamesTheKeyAndRefusesToStart) {
   std::string text((std::istreambuf_iterator<char>(err)), {});
   EXPECT_NE(text.find("relay.ping_interval"), std::string::npos) << text;
 }
-
-namespace {
-
-// A self-signed certificate for 127.0.0.1, made with the openssl command.
-struct TestCert {
-  std::filesystem::path dir = std::filesystem::temp_directory_path() / "sluice-test-tls";
-  std::string cert = (dir / "cert.pem").string();
-  std::string key = (dir / "key.pem").string();
-  TestCert() {
-    std::filesystem::create_directories(dir);
-    auto cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 -addext "
-               "subjectAltName=IP:127.0.0.1 -keyout " + key + " -out " + cert + " 2>/dev/null";
-    if (std::system(cmd.c_str()) != 0) throw std::runtime_error("openssl req failed");
-  }
-};
-
-}  // namespace
 
 TEST(Tls, TerminatesClientTlsAndVerifiesTheUpstreamCertificate) {
   TestCert tc;

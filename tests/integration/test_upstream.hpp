@@ -83,12 +83,19 @@ class TestUpstream {
         co_return;
       }
     }
+    bool late_close = false;
+    for (auto p : url->params()) late_close = late_close || p.key == "late_close";
     websocket::stream<beast::tcp_stream> ws(std::move(stream));
     ws.set_option(websocket::stream_base::decorator(
         [](websocket::response_type& res) { res.set("dg-request-id", "test-upstream-request"); }));
     auto [aec] = co_await ws.async_accept(req, tuple);
     if (aec) co_return;
     ++open;
+    if (late_close) {
+      co_await answer_close_late(ws.next_layer());
+      --open;
+      co_return;
+    }
     beast::flat_buffer msg;
     for (;;) {
       msg.clear();
@@ -138,6 +145,31 @@ class TestUpstream {
       if (wec) break;
     }
     --open;
+  }
+
+  // `?late_close`: when the client's close frame arrives (it must send
+  // nothing else), a text message "final words" is sent before the close
+  // answer (1000 "vendor answer"), as a vendor sends its last results; then
+  // the TCP connection ends.
+  static boost::asio::awaitable<void> answer_close_late(boost::beast::tcp_stream& stream) {
+    auto tuple = boost::asio::as_tuple(boost::asio::use_awaitable);
+    std::string got;
+    char buf[256];
+    while (got.size() < 2 || got.size() < 6u + (static_cast<unsigned char>(got[1]) & 0x7f)) {
+      auto [ec, n] = co_await stream.socket().async_read_some(boost::asio::buffer(buf), tuple);
+      if (ec) co_return;
+      got.append(buf, n);
+    }
+    if ((static_cast<unsigned char>(got[0]) & 0x0f) != 0x8) co_return;
+    std::string out = "\x81\x0b" "final words";
+    out += std::string("\x88\x0f\x03\xe8", 4) + "vendor answer";
+    co_await boost::asio::async_write(stream.socket(), boost::asio::buffer(out), tuple);
+    boost::system::error_code ignored;
+    stream.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ignored);
+    while (true) {
+      auto [ec, n] = co_await stream.socket().async_read_some(boost::asio::buffer(buf), tuple);
+      if (ec) break;
+    }
   }
 
   net::Listener listener_;
