@@ -7,6 +7,7 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/rfc7230.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
@@ -24,6 +25,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <openssl/evp.h>
 #include <sys/socket.h>
 
 #include "history/recorder.hpp"
@@ -89,6 +91,7 @@ struct HttpRefusal {
   std::string request_id;  // dg-request-id (only when the vendor gave one)
   std::string dg_error;
   std::string retry_after;
+  std::vector<std::pair<std::string, std::string>> headers;  // more fields (Allow, Sec-WebSocket-Version)
 };
 
 template <class Stream>
@@ -100,6 +103,7 @@ asio::awaitable<void> send_refusal(Stream& stream, const HttpRefusal& r, std::ui
   if (!r.dg_error.empty()) res.set("dg-error", r.dg_error);
   if (!r.retry_after.empty()) res.set(http::field::retry_after, r.retry_after);
   if (session_id) res.set("x-sluice-session-id", std::to_string(session_id));
+  for (const auto& [name, value] : r.headers) res.set(name, value);
   res.keep_alive(false);
   res.body() = r.body;
   res.prepare_payload();
@@ -117,6 +121,45 @@ HttpRefusal sluice_error(unsigned status, std::string_view code, std::string_vie
   r.body = protocol::error_body(code, message, protocol::make_uuid());
   r.dg_error = std::string(message);
   return r;
+}
+
+// Checks that a request is a complete WebSocket upgrade (RFC 6455 4.2.1):
+// GET over HTTP/1.1, `Upgrade: websocket`, `Connection: upgrade`, a
+// Sec-WebSocket-Key of 16 bytes in base64, Sec-WebSocket-Version 13. Done
+// before authentication, admission or any upstream work, so a request the
+// client's accept would refuse costs nothing.
+std::optional<HttpRefusal> check_upgrade(const http::request<http::empty_body>& req) {
+  if (req.method() != http::verb::get) {
+    auto r = sluice_error(405, "METHOD_NOT_ALLOWED",
+                          fmt::format("sluice: a WebSocket upgrade is a GET request, not {}", std::string(req.method_string())));
+    r.headers.emplace_back("Allow", "GET");
+    return r;
+  }
+  if (req.version() < 11) return sluice_error(400, "Bad Request", "sluice: a WebSocket upgrade needs HTTP/1.1");
+  if (!http::token_list(req[http::field::upgrade]).exists("websocket")) {
+    auto r = sluice_error(426, "UPGRADE_REQUIRED",
+                          "sluice: this endpoint streams over WebSocket; send a WebSocket upgrade request "
+                          "(Upgrade: websocket)");
+    r.headers.emplace_back("Upgrade", "websocket");
+    return r;
+  }
+  if (!http::token_list(req[http::field::connection]).exists("upgrade"))
+    return sluice_error(400, "Bad Request", "sluice: a WebSocket upgrade needs Connection: Upgrade");
+  auto key = req[http::field::sec_websocket_key];
+  unsigned char decoded[24];
+  if (key.size() != 24 || !key.ends_with("==") ||
+      EVP_DecodeBlock(decoded, reinterpret_cast<const unsigned char*>(key.data()), 24) != 18)
+    return sluice_error(400, "Bad Request",
+                        key.empty() ? "sluice: a WebSocket upgrade needs a Sec-WebSocket-Key"
+                                    : "sluice: Sec-WebSocket-Key must be 16 bytes in base64");
+  if (req[http::field::sec_websocket_version] != "13") {
+    auto r = sluice_error(426, "UPGRADE_REQUIRED",
+                          fmt::format("sluice: unsupported Sec-WebSocket-Version '{}'; this server speaks 13",
+                                      std::string(req[http::field::sec_websocket_version])));
+    r.headers.emplace_back("Sec-WebSocket-Version", "13");
+    return r;
+  }
+  return std::nullopt;
 }
 
 // The fields read from the upgrade request that decide what happens next.
@@ -328,10 +371,9 @@ asio::awaitable<std::unique_ptr<OpenSession<BareStream<ClientStream>>>> serve(Cl
                           0);
     co_return nullptr;
   }
-  if (!websocket::is_upgrade(req)) {
-    auto r = sluice_error(426, "UPGRADE_REQUIRED",
-                          "sluice: this endpoint streams over WebSocket; send a WebSocket upgrade request");
-    co_await send_refusal(stream, r, 0);
+  if (auto bad = check_upgrade(req)) {
+    co_await send_refusal(stream, *bad, 0);
+    spdlog::info("client {}: refused {} ({}): {}", peer, std::string(url->encoded_path()), bad->status, bad->dg_error);
     co_return nullptr;
   }
   Route route{*endpoint, std::string(req.target()), {}, {}, 0};
