@@ -35,6 +35,7 @@ struct Waiter {
   SteadyClock::time_point deadline;
   std::shared_ptr<Pool> pool;
   // Guarded by ControllerState::mutex:
+  bool done = false;  // its result was taken, or its Ticket is gone
   bool granted = false;
   bool refused = false;  // shutdown
   bool abandoned = false;
@@ -191,6 +192,40 @@ const std::string& Lease::pool_name() const {
   return pool_ ? pool_->config.name : none;
 }
 
+Ticket::Ticket(Ticket&& o) noexcept
+    : state_(std::move(o.state_)),
+      waiter_(std::move(o.waiter_)),
+      immediate_(std::move(o.immediate_)),
+      decided_(o.decided_) {}
+
+Ticket& Ticket::operator=(Ticket&& o) noexcept {
+  if (this != &o) {
+    Ticket gone(std::move(*this));  // leaves its queue as it goes
+    state_ = std::move(o.state_);
+    waiter_ = std::move(o.waiter_);
+    immediate_ = std::move(o.immediate_);
+    decided_ = o.decided_;
+  }
+  return *this;
+}
+
+Ticket::~Ticket() {
+  if (!waiter_ || !state_) return;
+  Lease orphan;  // a lease granted to this ticket and never taken goes back (outside the lock)
+  {
+    std::lock_guard lock(state_->mutex);
+    if (!waiter_->done) {
+      waiter_->done = true;
+      waiter_->abandoned = true;
+      if (waiter_->granted)
+        orphan = Lease(state_, waiter_->pool, waiter_->tenant);
+      else
+        waiter_->pool->queue.remove(waiter_);
+    }
+  }
+  waiter_->timer.cancel();  // on the owner's executor
+}
+
 bool Ticket::decided() const { return decided_; }
 
 AdmitResult Ticket::take_result() { return std::move(immediate_); }
@@ -206,26 +241,29 @@ void Ticket::abandon() {
 
 asio::awaitable<AdmitResult> Ticket::wait() {
   auto w = waiter_;
+  auto state = state_;
   for (;;) {
     w->timer.expires_at(w->deadline);
     co_await w->timer.async_wait(asio::as_tuple(asio::use_awaitable));
     std::vector<std::shared_ptr<Waiter>> wake;
     AdmitResult result;
     {
-      std::lock_guard lock(state_->mutex);
+      std::lock_guard lock(state->mutex);
       auto& p = *w->pool;
       bool timed_out = SteadyClock::now() >= w->deadline;
       if (w->granted) {
-        result = describe(*state_, p, w->tenant, Refusal::none);
-        result.lease = Lease(state_, w->pool, w->tenant);
+        w->done = true;
+        result = describe(*state, p, w->tenant, Refusal::none);
+        result.lease = Lease(state, w->pool, w->tenant);
       } else if (w->refused || w->abandoned || timed_out) {
+        w->done = true;
         p.queue.remove(w);
         Refusal r = w->refused     ? Refusal::shutting_down
                     : w->abandoned ? Refusal::abandoned
                     : w->quota_blocked ? Refusal::tenant_quota
                                        : Refusal::queue_timeout;
         ++p.refused_total;
-        result = describe(*state_, p, w->tenant, r);
+        result = describe(*state, p, w->tenant, r);
         result.blocked_by_quota = w->quota_blocked;
       } else {
         continue;  // woken early for nothing: wait on

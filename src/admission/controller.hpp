@@ -89,8 +89,17 @@ struct AdmitResult {
 
 // A request's place in a queue, handed out by Controller::enqueue. The owner
 // awaits wait(); abandon() (from the owner's executor) makes it leave at once.
+// Destroying a Ticket (on the owner's executor) leaves the queue too, and
+// gives back a lease granted to it and not taken. Move-only.
 class Ticket {
  public:
+  Ticket() = default;
+  Ticket(Ticket&& o) noexcept;
+  Ticket& operator=(Ticket&& o) noexcept;
+  Ticket(const Ticket&) = delete;
+  Ticket& operator=(const Ticket&) = delete;
+  ~Ticket();
+
   bool decided() const;              // admitted or refused without waiting
   AdmitResult take_result();         // when decided()
   boost::asio::awaitable<AdmitResult> wait();  // when not decided()

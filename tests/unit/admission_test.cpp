@@ -236,6 +236,40 @@ TEST(Admission, ReconfigureKeepsLeasesAndUnknownPoolIsRefused) {
   EXPECT_EQ(c.leases_in_use(), 0);
 }
 
+TEST(Admission, ADestroyedTicketLeavesTheQueue) {
+  boost::asio::io_context ioc;
+  Controller c({pool("p", 1, 10)}, {}, {});
+  auto held = c.enqueue("p", "t", ioc.get_executor()).take_result().lease;
+  {
+    auto ticket = c.enqueue("p", "t", ioc.get_executor());
+    ASSERT_FALSE(ticket.decided());
+    EXPECT_EQ(c.status("p")->queued, 1);
+  }
+  EXPECT_EQ(c.status("p")->queued, 0);
+  // The slot is not granted to the gone waiter: the next request gets it.
+  held.release();
+  EXPECT_EQ(c.status("p")->in_use, 0);
+  auto next = c.enqueue("p", "t", ioc.get_executor());
+  ASSERT_TRUE(next.decided());
+  EXPECT_TRUE(next.take_result().lease);
+}
+
+TEST(Admission, ATicketDestroyedAfterItsGrantGivesTheLeaseBack) {
+  boost::asio::io_context ioc;
+  Controller c({pool("p", 1, 10)}, {}, {});
+  auto held = c.enqueue("p", "t", ioc.get_executor()).take_result().lease;
+  auto ticket = std::make_unique<Ticket>(c.enqueue("p", "t", ioc.get_executor()));
+  auto behind = wait_on(ioc, c.enqueue("p", "t", ioc.get_executor()));
+  settle(ioc);
+  held.release();  // granted to the first waiter, which never takes it
+  EXPECT_EQ(c.status("p")->in_use, 1);
+  ticket.reset();
+  run_until(ioc, [&] { return behind->result.has_value(); });
+  ASSERT_TRUE(behind->result && behind->result->lease);
+  EXPECT_EQ(c.status("p")->in_use, 1);
+  EXPECT_EQ(c.status("p")->queued, 0);
+}
+
 TEST(Classifier, OrderedRulesOnPathAndParameters) {
   config::PoolConfig nova_med = pool("medical", 5);
   nova_med.match.path = "/v1/listen";
