@@ -6,6 +6,7 @@
 
 #include "admission/classifier.hpp"
 #include "admission/controller.hpp"
+#include "admission/release_delay.hpp"
 
 using namespace sluice;
 using namespace sluice::admission;
@@ -268,6 +269,72 @@ TEST(Admission, ATicketDestroyedAfterItsGrantGivesTheLeaseBack) {
   ASSERT_TRUE(behind->result && behind->result->lease);
   EXPECT_EQ(c.status("p")->in_use, 1);
   EXPECT_EQ(c.status("p")->queued, 0);
+}
+
+TEST(ReleaseDelay, BoundsFromRefusalsAndAcceptances) {
+  using namespace std::chrono_literals;
+  ReleaseDelayEstimator e(8);
+  auto t0 = SteadyClock::now();
+  EXPECT_EQ(e.estimate(t0), SteadyClock::duration::zero());
+  EXPECT_FALSE(e.on_refusal(t0, 1));  // nothing released: no explanation
+  e.note_release(t0);
+  e.note_release(t0 + 1s);
+  e.note_release(t0 + 2s);
+  EXPECT_EQ(*e.release(1), t0 + 2s);
+  EXPECT_EQ(*e.release(3), t0);
+  EXPECT_FALSE(e.release(4));
+  // A refusal at t0+3s while the vendor counts 2 released streams: the
+  // second most recent (t0+1s) is still counted, the delay is over 2 s.
+  EXPECT_EQ(*e.on_refusal(t0 + 3s, 2), 2s);
+  EXPECT_EQ(*e.lower(t0 + 3s), 2s);
+  // Lower bound plus a margin of max(250 ms, a tenth).
+  EXPECT_EQ(e.estimate(t0 + 3s), 2s + 250ms);
+  // An acceptance at t0+3.1s while at most 2 are counted: the third most
+  // recent (t0) is no longer counted: the delay is under 3.1 s.
+  EXPECT_EQ(*e.on_acceptance(t0 + 3100ms, 3), 3100ms);
+  EXPECT_EQ(e.estimate(t0 + 3100ms), 2s + 250ms);
+  // A higher lower bound, clamped under the upper bound.
+  EXPECT_EQ(*e.on_refusal(t0 + 3s, 3), 3s);
+  EXPECT_EQ(e.estimate(t0 + 3100ms), 3100ms);
+  // A release older than the longest delay learned explains nothing.
+  EXPECT_FALSE(e.on_refusal(t0 + 40s, 3));
+  // Bounds are forgotten after the window.
+  EXPECT_EQ(e.estimate(t0 + 3s + ReleaseDelayEstimator::kSampleWindow + 1s), SteadyClock::duration::zero());
+}
+
+TEST(ReleaseDelay, TheNewestBoundWinsOverOlderOnesItContradicts) {
+  using namespace std::chrono_literals;
+  ReleaseDelayEstimator e(8);
+  auto t0 = SteadyClock::now();
+  e.note_release(t0);
+  EXPECT_TRUE(e.on_acceptance(t0 + 2s, 1));  // under 2 s
+  EXPECT_TRUE(e.on_refusal(t0 + 1s, 1));     // over 1 s
+  EXPECT_EQ(*e.upper(t0 + 2s), 2s);
+  // The vendor now keeps streams longer: a refusal at 5 s drops the 2 s bound.
+  e.note_release(t0 + 10s);
+  EXPECT_TRUE(e.on_refusal(t0 + 15s, 1));
+  EXPECT_FALSE(e.upper(t0 + 15s));
+  EXPECT_EQ(*e.lower(t0 + 15s), 5s);
+  EXPECT_EQ(e.estimate(t0 + 15s), 5s + 500ms);  // a tenth of 5 s is more than 250 ms
+  // And shorter again: an acceptance at 3 s drops the lower bounds above it.
+  e.note_release(t0 + 20s);
+  EXPECT_TRUE(e.on_acceptance(t0 + 23s, 1));
+  EXPECT_EQ(*e.lower(t0 + 23s), 1s);
+  EXPECT_EQ(e.estimate(t0 + 23s), 1s + 250ms);
+}
+
+TEST(ReleaseDelay, CoolingCountsRecentReleasesAndNamesTheNextEnd) {
+  using namespace std::chrono_literals;
+  ReleaseDelayEstimator e(3);
+  auto t0 = SteadyClock::now();
+  for (int i = 0; i < 5; ++i) e.note_release(t0 + i * 100ms);  // the ring keeps the last 3
+  EXPECT_FALSE(e.release(4));
+  EXPECT_EQ(e.cooling(t0 + 450ms, 1s), 3);
+  EXPECT_EQ(e.cooling(t0 + 1250ms, 1s), 2);  // t0+200ms has cooled
+  EXPECT_EQ(*e.next_cooling_end(t0 + 1250ms, 1s), t0 + 1300ms);
+  EXPECT_EQ(e.cooling(t0 + 2s, 1s), 0);
+  EXPECT_FALSE(e.next_cooling_end(t0 + 2s, 1s));
+  EXPECT_EQ(e.cooling(t0 + 450ms, SteadyClock::duration::zero()), 0);
 }
 
 TEST(Classifier, OrderedRulesOnPathAndParameters) {
