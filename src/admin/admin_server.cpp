@@ -18,6 +18,7 @@
 #include <spdlog/spdlog.h>
 
 #include <charconv>
+#include <cmath>
 #include <chrono>
 #include <functional>
 #include <variant>
@@ -261,6 +262,17 @@ class Handler {
     o["admitted_total"] = p.admitted_total;
     o["refused_total"] = p.refused_total;
     o["upstream_429_total"] = p.upstream_429_total;
+    o["upstream_open"] = p.upstream_open;
+    o["cooling"] = p.cooling;
+    o["release_delay_seconds"] = std::round(p.release_delay_seconds * 1000) / 1000;
+    o["release_delay_source"] = p.release_delay_configured ? "configured"
+                                : p.release_delay_lower_seconds ? "learned"
+                                                                : "none";
+    auto bound = [](const std::optional<double>& v) {
+      return v ? json::value(std::round(*v * 1000) / 1000) : json::value(nullptr);
+    };
+    o["release_delay_lower_seconds"] = bound(p.release_delay_lower_seconds);
+    o["release_delay_upper_seconds"] = bound(p.release_delay_upper_seconds);
     return o;
   }
 

@@ -27,13 +27,20 @@ std::string render_metrics(const registry::Registry& registry, const admission::
   per_pool("sluice_pool_in_use", "gauge", "Streams holding a lease on the pool.", [](const PoolStatus& p) { return p.in_use; });
   per_pool("sluice_pool_queued", "gauge", "Handshakes waiting in the pool's queue.", [](const PoolStatus& p) { return p.queued; });
   per_pool("sluice_pool_limit", "gauge", "The pool's configured limit.", [](const PoolStatus& p) { return p.limit; });
-  per_pool("sluice_pool_effective_limit", "gauge", "The limit in force (lowered after an upstream 429).",
+  per_pool("sluice_pool_effective_limit", "gauge", "The limit in force (lowered after an upstream 429 that no release explains).",
            [](const PoolStatus& p) { return p.effective_limit; });
   per_pool("sluice_pool_admitted_total", "counter", "Streams admitted.", [](const PoolStatus& p) { return p.admitted_total; });
   per_pool("sluice_pool_refused_total", "counter", "Handshakes refused by the gateway.",
            [](const PoolStatus& p) { return p.refused_total; });
   per_pool("sluice_pool_upstream_429_total", "counter", "Upstream handshakes answered 429.",
            [](const PoolStatus& p) { return p.upstream_429_total; });
+  per_pool("sluice_pool_upstream_open", "gauge", "Streams of the pool the upstream accepted and still holds.",
+           [](const PoolStatus& p) { return p.upstream_open; });
+  per_pool("sluice_pool_cooling", "gauge", "Released slots cooling for the release delay before they admit again.",
+           [](const PoolStatus& p) { return p.cooling; });
+  per_pool("sluice_pool_release_delay_seconds", "gauge",
+           "How long the vendor keeps counting a closed stream: configured, or learned from upstream 429s (0 until known).",
+           [](const PoolStatus& p) { return p.release_delay_seconds; });
   auto one = [&](std::string_view name, std::string_view type, std::string_view help, auto v) {
     family(out, name, type, help);
     out += fmt::format("{} {}\n", name, v);

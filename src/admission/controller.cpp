@@ -5,9 +5,13 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <boost/asio/strand.hpp>
+
 #include <algorithm>
+#include <cmath>
 #include <list>
 #include <mutex>
+#include <random>
 
 namespace sluice::admission {
 
@@ -20,10 +24,22 @@ struct Pool {
   int in_use = 0;
   std::map<std::string, int> tenant_in_use;
   std::list<std::shared_ptr<Waiter>> queue;  // priority order, FIFO within a priority
-  SteadyClock::time_point last_limit_change{};
+  int upstream_open = 0;  // leases whose stream the vendor accepted
+  ReleaseDelayEstimator releases;
   long long admitted_total = 0;
   long long refused_total = 0;
   long long upstream_429_total = 0;
+
+  // The release delay in force: configured, or learned.
+  SteadyClock::duration delay(SteadyClock::time_point now) const {
+    if (config.release_delay) return std::chrono::duration_cast<SteadyClock::duration>(*config.release_delay);
+    return releases.estimate(now);
+  }
+  int cooling(SteadyClock::time_point now) const { return releases.cooling(now, delay(now)); }
+  std::optional<SteadyClock::time_point> next_cooling_end(SteadyClock::time_point now) const {
+    return releases.next_cooling_end(now, delay(now));
+  }
+  void set_capacity() { releases.set_capacity(static_cast<std::size_t>(config.limit) * 2 + 16); }
 };
 
 struct Waiter {
@@ -35,6 +51,8 @@ struct Waiter {
   SteadyClock::time_point deadline;
   std::shared_ptr<Pool> pool;
   // Guarded by ControllerState::mutex:
+  SteadyClock::time_point granted_at{};
+  bool done = false;  // its result was taken, or its Ticket is gone
   bool granted = false;
   bool refused = false;  // shutdown
   bool abandoned = false;
@@ -46,7 +64,7 @@ struct TenantPolicy {
   std::map<std::string, config::TenantQuota> quotas;
 };
 
-struct ControllerState {
+struct ControllerState : std::enable_shared_from_this<ControllerState> {
   std::mutex mutex;
   std::map<std::string, std::shared_ptr<Pool>> pools;  // guarded by mutex
   std::map<std::string, TenantPolicy> tenants;         // guarded by mutex
@@ -54,6 +72,12 @@ struct ControllerState {
   bool closed = false;                                 // guarded by mutex
   int leases = 0;  // held in all pools, including removed ones; guarded by mutex
   int legs = 0;    // upstream legs connecting or open; guarded by mutex
+  std::minstd_rand rng{std::random_device{}()};  // retry jitter; guarded by mutex
+  // The cooldown timer: used only on `timer_strand`; `armed_for` (guarded by
+  // mutex) is when it should fire, unset when it need not.
+  std::optional<asio::any_io_executor> timer_strand;
+  std::unique_ptr<asio::steady_timer> timer;
+  std::optional<SteadyClock::time_point> armed_for;
 
   const config::TenantQuota* quota(const std::string& tenant, const std::string& pool) const {
     auto t = tenants.find(tenant);
@@ -76,12 +100,14 @@ struct ControllerState {
   }
 
   enum class Check { ok, pool_full, quota };
-  Check can_admit(const Pool& p, const std::string& tenant) const {
+  // `cooling`: the pool's released slots still cooling.
+  Check can_admit(const Pool& p, const std::string& tenant, int cooling) const {
     auto used = p.tenant_in_use.count(tenant) ? p.tenant_in_use.at(tenant) : 0;
     const auto* q = quota(tenant, p.config.name);
     if (q && q->max > 0 && used >= q->max) return Check::quota;
-    // Room others reserved and do not use is not ours to take.
-    if (p.in_use + 1 + reserved_by_others(p, tenant) <= p.effective_limit) return Check::ok;
+    // Room others reserved and do not use is not ours to take, nor is a
+    // slot the vendor may still count.
+    if (p.in_use + cooling + 1 + reserved_by_others(p, tenant) <= p.effective_limit) return Check::ok;
     return Check::pool_full;
   }
 
@@ -103,12 +129,16 @@ struct ControllerState {
   // tenant's quota does not hold up the ones behind it. Returns those to wake.
   std::vector<std::shared_ptr<Waiter>> grant(Pool& p) {
     std::vector<std::shared_ptr<Waiter>> wake;
+    if (p.queue.empty()) return wake;
+    auto now = SteadyClock::now();
+    const int cooling = p.cooling(now);
     for (auto it = p.queue.begin(); it != p.queue.end();) {
       auto& w = *it;
-      auto check = can_admit(p, w->tenant);
+      auto check = can_admit(p, w->tenant, cooling);
       if (check == Check::ok) {
         take(p, w->tenant);
         w->granted = true;
+        w->granted_at = now;
         wake.push_back(w);
         it = p.queue.erase(it);
         continue;
@@ -120,6 +150,17 @@ struct ControllerState {
     }
     return wake;
   }
+
+  // When the next cooldown of a pool with waiters ends.
+  std::optional<SteadyClock::time_point> next_wake(SteadyClock::time_point now) const {
+    std::optional<SteadyClock::time_point> out;
+    for (const auto& [name, p] : pools) {
+      if (p->queue.empty()) continue;
+      auto e = p->next_cooling_end(now);
+      if (e && (!out || *e < *out)) out = e;
+    }
+    return out;
+  }
 };
 
 namespace {
@@ -128,21 +169,74 @@ void wake_all(const std::vector<std::shared_ptr<Waiter>>& waiters) {
   for (const auto& w : waiters) asio::post(w->timer.get_executor(), [w] { w->timer.cancel(); });
 }
 
+void schedule_wake(const std::shared_ptr<ControllerState>& s);
+
+// A cooldown ended: admit the waiters that now fit, then wait for the next.
+void on_cooldown_end(const std::shared_ptr<ControllerState>& s) {
+  std::vector<std::shared_ptr<Waiter>> wake;
+  {
+    std::lock_guard lock(s->mutex);
+    s->armed_for.reset();
+    for (auto& [name, p] : s->pools) {
+      auto w = s->grant(*p);
+      wake.insert(wake.end(), w.begin(), w.end());
+    }
+  }
+  wake_all(wake);
+  schedule_wake(s);
+}
+
+// On the timer's strand: arms the timer for `armed_for`.
+void arm(const std::shared_ptr<ControllerState>& s) {
+  std::optional<SteadyClock::time_point> at;
+  {
+    std::lock_guard lock(s->mutex);
+    at = s->armed_for;
+  }
+  if (!at) return;
+  s->timer->expires_at(*at);
+  s->timer->async_wait([weak = std::weak_ptr<ControllerState>(s)](boost::system::error_code ec) {
+    if (ec) return;  // re-armed or destroyed
+    if (auto st = weak.lock()) on_cooldown_end(st);
+  });
+}
+
+// Makes sure the timer fires when the next cooldown of a pool with waiters
+// ends. Call without the mutex held.
+void schedule_wake(const std::shared_ptr<ControllerState>& s) {
+  if (!s->timer) return;
+  {
+    std::lock_guard lock(s->mutex);
+    auto next = s->next_wake(SteadyClock::now());
+    if (!next || (s->armed_for && *s->armed_for <= *next)) return;
+    s->armed_for = next;
+  }
+  asio::post(*s->timer_strand, [weak = std::weak_ptr<ControllerState>(s)] {
+    if (auto st = weak.lock()) arm(st);
+  });
+}
+
 std::shared_ptr<Pool> make_pool(const config::PoolConfig& c) {
   auto p = std::make_shared<Pool>();
   p->config = c;
   p->effective_limit = c.limit;
+  p->set_capacity();
   return p;
 }
 
+double seconds(SteadyClock::duration d) { return std::chrono::duration<double>(d).count(); }
+
 AdmitResult describe(const ControllerState& s, const Pool& p, const std::string& tenant, Refusal r) {
   AdmitResult out;
+  auto now = SteadyClock::now();
   out.refusal = r;
   out.pool = p.config.name;
   out.limit = p.config.limit;
   out.effective_limit = p.effective_limit;
   out.in_use = p.in_use;
   out.queued = static_cast<int>(p.queue.size());
+  out.cooling = p.cooling(now);
+  out.release_delay_seconds = seconds(p.delay(now));
   out.tenant_in_use = p.tenant_in_use.count(tenant) ? p.tenant_in_use.at(tenant) : 0;
   if (const auto* q = s.quota(tenant, p.config.name)) out.tenant_max = q->max;
   return out;
@@ -159,6 +253,7 @@ std::string_view refusal_name(Refusal r) {
     case Refusal::tenant_quota: return "tenant_quota";
     case Refusal::shutting_down: return "shutting_down";
     case Refusal::abandoned: return "abandoned";
+    case Refusal::upstream_429: return "upstream_429";
   }
   return "unknown";
 }
@@ -169,6 +264,8 @@ Lease& Lease::operator=(Lease&& o) noexcept {
     state_ = std::move(o.state_);
     pool_ = std::move(o.pool_);
     tenant_ = std::move(o.tenant_);
+    granted_at_ = o.granted_at_;
+    upstream_open_ = std::exchange(o.upstream_open_, false);
   }
   return *this;
 }
@@ -179,9 +276,20 @@ void Lease::release() {
   {
     std::lock_guard lock(state_->mutex);
     state_->give_back(*pool_, tenant_);
+    if (upstream_open_) {
+      // The vendor counted this stream: its slot cools before it admits another.
+      --pool_->upstream_open;
+      pool_->releases.note_release(SteadyClock::now());
+    }
     wake = state_->grant(*pool_);
+    if (upstream_open_ && !state_->timer) {
+      // No controller timer: the waiters re-arm for the new cooldown's end.
+      for (const auto& w : pool_->queue) wake.push_back(w);
+    }
   }
   wake_all(wake);
+  schedule_wake(state_);
+  upstream_open_ = false;
   pool_.reset();
   state_.reset();
 }
@@ -189,6 +297,40 @@ void Lease::release() {
 const std::string& Lease::pool_name() const {
   static const std::string none;
   return pool_ ? pool_->config.name : none;
+}
+
+Ticket::Ticket(Ticket&& o) noexcept
+    : state_(std::move(o.state_)),
+      waiter_(std::move(o.waiter_)),
+      immediate_(std::move(o.immediate_)),
+      decided_(o.decided_) {}
+
+Ticket& Ticket::operator=(Ticket&& o) noexcept {
+  if (this != &o) {
+    Ticket gone(std::move(*this));  // leaves its queue as it goes
+    state_ = std::move(o.state_);
+    waiter_ = std::move(o.waiter_);
+    immediate_ = std::move(o.immediate_);
+    decided_ = o.decided_;
+  }
+  return *this;
+}
+
+Ticket::~Ticket() {
+  if (!waiter_ || !state_) return;
+  Lease orphan;  // a lease granted to this ticket and never taken goes back (outside the lock)
+  {
+    std::lock_guard lock(state_->mutex);
+    if (!waiter_->done) {
+      waiter_->done = true;
+      waiter_->abandoned = true;
+      if (waiter_->granted)
+        orphan = Lease(state_, waiter_->pool, waiter_->tenant, waiter_->granted_at);
+      else
+        waiter_->pool->queue.remove(waiter_);
+    }
+  }
+  waiter_->timer.cancel();  // on the owner's executor
 }
 
 bool Ticket::decided() const { return decided_; }
@@ -206,31 +348,44 @@ void Ticket::abandon() {
 
 asio::awaitable<AdmitResult> Ticket::wait() {
   auto w = waiter_;
+  auto state = state_;
   for (;;) {
-    w->timer.expires_at(w->deadline);
+    auto until = w->deadline;
+    if (!state->timer) {
+      // No controller timer: wake when the pool's next cooldown ends.
+      std::lock_guard lock(state->mutex);
+      if (auto e = w->pool->next_cooling_end(SteadyClock::now()); e && *e < until) until = *e;
+    }
+    w->timer.expires_at(until);
     co_await w->timer.async_wait(asio::as_tuple(asio::use_awaitable));
     std::vector<std::shared_ptr<Waiter>> wake;
     AdmitResult result;
     {
-      std::lock_guard lock(state_->mutex);
+      std::lock_guard lock(state->mutex);
       auto& p = *w->pool;
+      if (!w->granted && !w->refused && !w->abandoned) wake = state->grant(p);  // a cooldown may have ended
+      std::erase(wake, w);
       bool timed_out = SteadyClock::now() >= w->deadline;
       if (w->granted) {
-        result = describe(*state_, p, w->tenant, Refusal::none);
-        result.lease = Lease(state_, w->pool, w->tenant);
+        w->done = true;
+        result = describe(*state, p, w->tenant, Refusal::none);
+        result.lease = Lease(state, w->pool, w->tenant, w->granted_at);
       } else if (w->refused || w->abandoned || timed_out) {
+        w->done = true;
         p.queue.remove(w);
         Refusal r = w->refused     ? Refusal::shutting_down
                     : w->abandoned ? Refusal::abandoned
                     : w->quota_blocked ? Refusal::tenant_quota
                                        : Refusal::queue_timeout;
         ++p.refused_total;
-        result = describe(*state_, p, w->tenant, r);
+        result = describe(*state, p, w->tenant, r);
         result.blocked_by_quota = w->quota_blocked;
       } else {
+        wake_all(wake);
         continue;  // woken early for nothing: wait on
       }
     }
+    wake_all(wake);
     result.waited_seconds = std::chrono::duration<double>(SteadyClock::now() - w->arrived).count();
     if (result.lease && w->abandoned) {
       // Granted and abandoned at once: the lease goes straight back.
@@ -242,29 +397,42 @@ asio::awaitable<AdmitResult> Ticket::wait() {
 }
 
 Controller::Controller(const std::vector<config::PoolConfig>& pools, const std::vector<config::Tenant>& tenants,
-                       config::Retry429Config retry)
+                       config::Retry429Config retry, asio::any_io_executor timers)
     : state_(std::make_shared<ControllerState>()) {
+  if (timers) {
+    state_->timer_strand = asio::make_strand(timers);
+    state_->timer = std::make_unique<asio::steady_timer>(*state_->timer_strand);
+  }
   reconfigure(pools, tenants, retry);
 }
 
+// The timer's handlers hold the state weakly: the timer goes with the state,
+// which leases and tickets may keep a while longer.
 Controller::~Controller() = default;
 
 Ticket Controller::enqueue(const std::string& pool_name, const std::string& tenant, asio::any_io_executor executor) {
   Ticket t;
   t.state_ = state_;
+  enqueue_locked(t, pool_name, tenant, std::move(executor));
+  if (t.waiter_) schedule_wake(state_);  // it may wait for a cooldown to end
+  return t;
+}
+
+void Controller::enqueue_locked(Ticket& t, const std::string& pool_name, const std::string& tenant,
+                                asio::any_io_executor executor) {
   std::lock_guard lock(state_->mutex);
   auto it = state_->pools.find(pool_name);
   if (it == state_->pools.end()) {
     t.decided_ = true;
     t.immediate_.refusal = Refusal::no_pool;
     t.immediate_.pool = pool_name;
-    return t;
+    return;
   }
   auto& p = *it->second;
   if (state_->closed) {
     t.decided_ = true;
     t.immediate_ = describe(*state_, p, tenant, Refusal::shutting_down);
-    return t;
+    return;
   }
   int priority = state_->tenants.count(tenant) ? state_->tenants.at(tenant).priority : 0;
   // Admit at once only when nobody of equal or higher priority is waiting
@@ -272,13 +440,14 @@ Ticket Controller::enqueue(const std::string& pool_name, const std::string& tena
   bool others_first = std::any_of(p.queue.begin(), p.queue.end(), [&](const std::shared_ptr<Waiter>& w) {
     return w->priority >= priority && !w->quota_blocked;
   });
-  auto check = state_->can_admit(p, tenant);
+  auto now = SteadyClock::now();
+  auto check = state_->can_admit(p, tenant, p.cooling(now));
   if (check == ControllerState::Check::ok && !others_first) {
     state_->take(p, tenant);
     t.decided_ = true;
     t.immediate_ = describe(*state_, p, tenant, Refusal::none);
-    t.immediate_.lease = Lease(state_, it->second, tenant);
-    return t;
+    t.immediate_.lease = Lease(state_, it->second, tenant, now);
+    return;
   }
   if (static_cast<int>(p.queue.size()) >= p.config.max_queue || p.config.queue_timeout <= config::Seconds(0)) {
     ++p.refused_total;
@@ -286,7 +455,7 @@ Ticket Controller::enqueue(const std::string& pool_name, const std::string& tena
     t.immediate_ = describe(*state_, p, tenant,
                             check == ControllerState::Check::quota ? Refusal::tenant_quota : Refusal::queue_full);
     t.immediate_.blocked_by_quota = check == ControllerState::Check::quota;
-    return t;
+    return;
   }
   auto w = std::make_shared<Waiter>(executor, tenant, priority);
   w->deadline = w->arrived + std::chrono::duration_cast<SteadyClock::duration>(p.config.queue_timeout);
@@ -296,33 +465,91 @@ Ticket Controller::enqueue(const std::string& pool_name, const std::string& tena
                           [&](const std::shared_ptr<Waiter>& o) { return o->priority < priority; });
   p.queue.insert(pos, w);
   t.waiter_ = w;
-  return t;
+  return;
 }
 
-void Controller::on_upstream_429(const std::string& pool, int accepted) {
-  std::lock_guard lock(state_->mutex);
-  auto it = state_->pools.find(pool);
-  if (it == state_->pools.end()) return;
-  auto& p = *it->second;
-  ++p.upstream_429_total;
-  p.effective_limit = std::clamp(accepted, 1, p.effective_limit);
-  p.last_limit_change = SteadyClock::now();
+namespace {
+// A uniformly random factor in [lo, hi).
+double jitter(std::minstd_rand& rng, double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(rng); }
+}  // namespace
+
+Upstream429Decision Controller::on_upstream_429(const Lease& lease, int attempt) {
+  Upstream429Decision d;
+  if (!lease) return d;
+  {
+    std::lock_guard lock(state_->mutex);
+    auto& p = *lease.pool_;
+    const auto now = SteadyClock::now();
+    ++p.upstream_429_total;
+    // Were the vendor's limit the effective one and nobody else on the key,
+    // it counts at least k of the streams the pool released (the leases held
+    // without an open stream, this one excluded, may be counted too).
+    const int k = p.effective_limit + 1 - p.in_use;
+    std::optional<SteadyClock::duration> bound;
+    if (k >= 1) bound = p.releases.on_refusal(now, k);
+    d.explained = bound.has_value();
+    if (!d.explained) {
+      // Nothing the gateway released explains it: the vendor holds fewer of
+      // ours than the limit allows. Admit no more than it holds open.
+      p.effective_limit = std::clamp(p.upstream_open, 1, p.effective_limit);
+    }
+    const auto& retry = state_->retry;
+    const auto initial = std::chrono::duration_cast<SteadyClock::duration>(retry.initial_backoff);
+    const auto max_backoff = std::chrono::duration_cast<SteadyClock::duration>(retry.max_backoff);
+    if (d.explained) {
+      // The vendor frees the slot once the k-th most recent release is as old
+      // as the delay: wait for that when the delay is bounded above, else
+      // probe again soon (each refusal raises the lower bound).
+      std::optional<SteadyClock::duration> upper = p.releases.upper(now);
+      if (p.config.release_delay) upper = std::chrono::duration_cast<SteadyClock::duration>(*p.config.release_delay);
+      auto rk = p.releases.release(k);
+      if (upper && rk && *rk + *upper > now)
+        d.wait = (*rk + *upper - now) +
+                 std::chrono::duration_cast<SteadyClock::duration>(initial * jitter(state_->rng, 0.0, 1.0));
+      else
+        d.wait = std::chrono::duration_cast<SteadyClock::duration>(initial * jitter(state_->rng, 0.5, 1.5));
+      d.wait = std::min(d.wait, max_backoff);
+    } else {
+      auto backoff = std::min(seconds(max_backoff), seconds(initial) * std::pow(2.0, attempt));
+      d.wait = std::chrono::duration_cast<SteadyClock::duration>(
+          std::chrono::duration<double>(backoff * jitter(state_->rng, 0.5, 1.5)));
+    }
+    const auto budget_end = lease.granted_at_ + std::chrono::duration_cast<SteadyClock::duration>(retry.deadline);
+    d.retry = now + d.wait < budget_end;
+    d.gateway_in_use = p.in_use;
+    d.upstream_open = p.upstream_open;
+    d.cooling = p.cooling(now);
+    d.limit = p.config.limit;
+    d.effective_limit = p.effective_limit;
+    d.release_delay_seconds = seconds(p.delay(now));
+    if (!d.retry) {
+      ++p.refused_total;
+      d.refusal = describe(*state_, p, lease.tenant_, Refusal::upstream_429);
+    }
+  }
+  schedule_wake(state_);
+  return d;
 }
 
-void Controller::recover(SteadyClock::time_point now) {
+void Controller::on_upstream_accepted(Lease& lease) {
+  if (!lease || lease.upstream_open_) return;
   std::vector<std::shared_ptr<Waiter>> wake;
   {
     std::lock_guard lock(state_->mutex);
-    auto interval = std::chrono::duration_cast<SteadyClock::duration>(state_->retry.recovery_interval);
-    for (auto& [name, p] : state_->pools) {
-      if (p->effective_limit >= p->config.limit || now - p->last_limit_change < interval) continue;
-      ++p->effective_limit;
-      p->last_limit_change = now;
-      auto w = state_->grant(*p);
-      wake.insert(wake.end(), w.begin(), w.end());
-    }
+    auto& p = *lease.pool_;
+    // The vendor counted at most limit-1 others: our upstream_open streams
+    // and at most limit-1-upstream_open released ones.
+    const int k = p.config.limit - p.upstream_open;
+    if (k >= 1) p.releases.on_acceptance(SteadyClock::now(), k);
+    ++p.upstream_open;
+    lease.upstream_open_ = true;
+    // The vendor accepts again: a lowered limit is restored at once (a
+    // refusal that nothing released explains lowers it again).
+    p.effective_limit = p.config.limit;
+    wake = state_->grant(p);  // the limit rose, or the delay fell
   }
   wake_all(wake);
+  schedule_wake(state_);
 }
 
 void Controller::reconfigure(const std::vector<config::PoolConfig>& pools, const std::vector<config::Tenant>& tenants,
@@ -340,6 +567,7 @@ void Controller::reconfigure(const std::vector<config::PoolConfig>& pools, const
         auto p = old->second;
         bool limit_changed = p->config.limit != c.limit;
         p->config = c;
+        p->set_capacity();
         if (limit_changed || p->effective_limit > c.limit) p->effective_limit = c.limit;
         next[c.name] = p;
       } else {
@@ -362,6 +590,7 @@ void Controller::reconfigure(const std::vector<config::PoolConfig>& pools, const
     }
   }
   wake_all(wake);
+  schedule_wake(state_);
 }
 
 bool Controller::set_limit(const std::string& pool, int limit) {
@@ -373,10 +602,11 @@ bool Controller::set_limit(const std::string& pool, int limit) {
     auto& p = *it->second;
     p.config.limit = limit;
     p.effective_limit = limit;
-    p.last_limit_change = SteadyClock::now();
+    p.set_capacity();
     wake = state_->grant(p);
   }
   wake_all(wake);
+  schedule_wake(state_);
   return true;
 }
 
@@ -397,6 +627,13 @@ void Controller::close() {
 namespace {
 PoolStatus to_status(const Pool& p) {
   PoolStatus s;
+  auto now = SteadyClock::now();
+  s.upstream_open = p.upstream_open;
+  s.cooling = p.cooling(now);
+  s.release_delay_seconds = seconds(p.delay(now));
+  s.release_delay_configured = p.config.release_delay.has_value();
+  if (auto lo = p.releases.lower(now)) s.release_delay_lower_seconds = seconds(*lo);
+  if (auto hi = p.releases.upper(now)) s.release_delay_upper_seconds = seconds(*hi);
   s.name = p.config.name;
   s.limit = p.config.limit;
   s.effective_limit = p.effective_limit;

@@ -3,9 +3,15 @@
 // and Leases. A Lease is the only way to hold capacity, and releasing it (its
 // destructor) is the only way capacity returns.
 //
+// A released slot whose stream the vendor had accepted cools for the pool's
+// release delay (configured, or learned from upstream 429s: release_delay.hpp)
+// before it admits another stream.
+//
 // Thread safety: Controller is safe to use from any thread; one mutex guards
 // all pool state. A waiting handshake parks on a timer of its own executor;
-// the controller wakes it by posting to that executor.
+// the controller wakes it by posting to that executor. One timer of the
+// controller's (on a strand of the executor it was given) wakes the queues
+// when a cooldown ends.
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/json/object.hpp>
@@ -18,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "admission/release_delay.hpp"
 #include "config/config.hpp"
 
 namespace sluice::admission {
@@ -59,18 +66,22 @@ class Lease {
   explicit operator bool() const { return pool_ != nullptr; }
   LegToken open_leg();  // requires a held lease
   const std::string& pool_name() const;
+  SteadyClock::time_point granted_at() const { return granted_at_; }
 
  private:
   friend class Controller;
   friend class Ticket;
-  Lease(std::shared_ptr<ControllerState> state, std::shared_ptr<Pool> pool, std::string tenant)
-      : state_(std::move(state)), pool_(std::move(pool)), tenant_(std::move(tenant)) {}
+  Lease(std::shared_ptr<ControllerState> state, std::shared_ptr<Pool> pool, std::string tenant,
+        SteadyClock::time_point granted_at)
+      : state_(std::move(state)), pool_(std::move(pool)), tenant_(std::move(tenant)), granted_at_(granted_at) {}
   std::shared_ptr<ControllerState> state_;
   std::shared_ptr<Pool> pool_;
   std::string tenant_;
+  SteadyClock::time_point granted_at_{};
+  bool upstream_open_ = false;  // the vendor accepted this lease's stream: its release cools
 };
 
-enum class Refusal { none, no_pool, queue_full, queue_timeout, tenant_quota, shutting_down, abandoned };
+enum class Refusal { none, no_pool, queue_full, queue_timeout, tenant_quota, shutting_down, abandoned, upstream_429 };
 std::string_view refusal_name(Refusal r);
 
 struct AdmitResult {
@@ -83,14 +94,43 @@ struct AdmitResult {
   int queued = 0;          // waiting in the pool when this request left the queue
   int tenant_in_use = 0;
   int tenant_max = 0;
+  int cooling = 0;          // released slots the vendor may still count
+  double release_delay_seconds = 0;  // the pool's release delay in force
   double waited_seconds = 0;
   bool blocked_by_quota = false;  // the last reason this request could not be admitted
+  std::string upstream_request_id;  // upstream_429: the vendor's dg-request-id of the last refusal
+};
+
+// What Controller::on_upstream_429 decided, with the pool as it stood.
+struct Upstream429Decision {
+  bool retry = false;
+  SteadyClock::duration wait{};  // before the next attempt (when retry)
+  // Released streams the vendor may still count explain the refusal: the
+  // delay was learned from it and the effective limit is left alone.
+  bool explained = false;
+  int gateway_in_use = 0;
+  int upstream_open = 0;  // the pool's streams the vendor accepted and still holds
+  int cooling = 0;
+  int limit = 0;
+  int effective_limit = 0;
+  double release_delay_seconds = 0;
+  // When !retry: the gateway's own refusal (reason upstream_429) to answer.
+  AdmitResult refusal;
 };
 
 // A request's place in a queue, handed out by Controller::enqueue. The owner
 // awaits wait(); abandon() (from the owner's executor) makes it leave at once.
+// Destroying a Ticket (on the owner's executor) leaves the queue too, and
+// gives back a lease granted to it and not taken. Move-only.
 class Ticket {
  public:
+  Ticket() = default;
+  Ticket(Ticket&& o) noexcept;
+  Ticket& operator=(Ticket&& o) noexcept;
+  Ticket(const Ticket&) = delete;
+  Ticket& operator=(const Ticket&) = delete;
+  ~Ticket();
+
   bool decided() const;              // admitted or refused without waiting
   AdmitResult take_result();         // when decided()
   boost::asio::awaitable<AdmitResult> wait();  // when not decided()
@@ -115,23 +155,38 @@ struct PoolStatus {
   long long admitted_total = 0;
   long long refused_total = 0;
   long long upstream_429_total = 0;
+  int upstream_open = 0;  // streams the vendor accepted whose leases are held
+  int cooling = 0;        // released slots cooling now
+  double release_delay_seconds = 0;  // in force: configured, or learned (0 until something is learned)
+  bool release_delay_configured = false;
+  std::optional<double> release_delay_lower_seconds;  // learned bounds, when known
+  std::optional<double> release_delay_upper_seconds;
 };
 
 class Controller {
  public:
+  // `timers` runs the timer that wakes queues when a cooldown ends (a strand
+  // of it is taken). Without it, each waiter wakes itself when its pool's
+  // next cooldown ends.
   Controller(const std::vector<config::PoolConfig>& pools, const std::vector<config::Tenant>& tenants,
-             config::Retry429Config retry);
+             config::Retry429Config retry, boost::asio::any_io_executor timers = {});
   ~Controller();
 
   // Admits now, refuses now, or queues (then Ticket::wait()). `executor` is
   // the caller's strand, where its wake-up will be posted.
   Ticket enqueue(const std::string& pool, const std::string& tenant, boost::asio::any_io_executor executor);
 
-  // The upstream refused with 429 although this pool had room: lower the
-  // pool's effective limit to `accepted` (streams the vendor holds open now).
-  void on_upstream_429(const std::string& pool, int accepted);
-  // Raises lowered limits by one step when their recovery interval passed.
-  void recover(SteadyClock::time_point now);
+  // The upstream refused `lease`'s handshake with 429 (`attempt` 0 for the
+  // first). Learns from it (see docs/admission.md): a refusal that released
+  // streams the vendor may still count explain gives a lower bound of the
+  // release delay; any other lowers the effective limit to the streams the
+  // vendor holds open. Decides whether and when to try again: while the
+  // lease is younger than retry_429.deadline.
+  Upstream429Decision on_upstream_429(const Lease& lease, int attempt);
+  // The upstream accepted `lease`'s stream: an upper bound of the release
+  // delay; a lowered effective limit goes back to the limit; the lease's
+  // release will cool.
+  void on_upstream_accepted(Lease& lease);
   // Replaces the pools and quotas (reload). Leases keep counting in the pool
   // of the same name; pools that disappear keep their leases until released.
   void reconfigure(const std::vector<config::PoolConfig>& pools, const std::vector<config::Tenant>& tenants,
@@ -149,6 +204,8 @@ class Controller {
   std::optional<config::PoolConfig> pool_config(const std::string& pool) const;
 
  private:
+  void enqueue_locked(Ticket& t, const std::string& pool, const std::string& tenant,
+                      boost::asio::any_io_executor executor);
   std::shared_ptr<ControllerState> state_;
 };
 

@@ -147,7 +147,9 @@ Config parse_config(const std::string& yaml_text) {
       if (auto n = r["initial_backoff"]) rc.initial_backoff = as_duration(n, "upstream.retry_429.initial_backoff");
       if (auto n = r["max_backoff"]) rc.max_backoff = as_duration(n, "upstream.retry_429.max_backoff");
       if (auto n = r["deadline"]) rc.deadline = as_duration(n, "upstream.retry_429.deadline");
-      if (auto n = r["recovery_interval"]) rc.recovery_interval = as_duration(n, "upstream.retry_429.recovery_interval");
+      // Obsolete (a lowered limit now recovers when the vendor accepts a
+      // stream): still read, so older files load, and ignored.
+      if (auto n = r["recovery_interval"]) (void)as_duration(n, "upstream.retry_429.recovery_interval");
     }
     if (auto n = up["url"]) c.upstream.url = as_string(n, "upstream.url");
     if (auto n = up["agent_url"]) c.upstream.agent_url = as_string(n, "upstream.agent_url");
@@ -208,7 +210,7 @@ Config parse_config(const std::string& yaml_text) {
       auto prefix = "pools[" + std::to_string(i) + "]";
       const auto& p = pools[i];
       check_keys(p, prefix, {"name", "match", "limit", "queue_timeout", "max_queue", "idle_close_after",
-                             "liveness_timeout", "max_duration"});
+                             "liveness_timeout", "max_duration", "release_delay"});
       PoolConfig pc;
       if (!p["name"]) throw ConfigError(prefix + ".name", "required");
       pc.name = as_string(p["name"], prefix + ".name");
@@ -228,6 +230,17 @@ Config parse_config(const std::string& yaml_text) {
       if (auto n = p["idle_close_after"]) pc.idle_close_after = as_duration(n, prefix + ".idle_close_after");
       if (auto n = p["liveness_timeout"]) pc.liveness_timeout = as_duration(n, prefix + ".liveness_timeout");
       if (auto n = p["max_duration"]) pc.max_duration = as_duration(n, prefix + ".max_duration");
+      if (auto n = p["release_delay"]; n && !n.IsNull()) {
+        auto text = scalar(n, prefix + ".release_delay");
+        if (text != "learn") {
+          try {
+            pc.release_delay = parse_duration(prefix + ".release_delay", text);
+          } catch (const ConfigError&) {
+            throw ConfigError(prefix + ".release_delay",
+                              "expected a duration such as 3s or 500ms, or 'learn', got '" + text + "'");
+          }
+        }
+      }
       c.pools.push_back(std::move(pc));
     }
   }
@@ -349,6 +362,11 @@ void validate(const Config& c) {
     if (p.limit < 1) throw ConfigError(prefix + ".limit", "must be at least 1");
     if (p.queue_timeout < Seconds(0)) throw ConfigError(prefix + ".queue_timeout", "must not be negative");
     if (p.liveness_timeout <= Seconds(0)) throw ConfigError(prefix + ".liveness_timeout", "must be positive");
+    if (p.release_delay && *p.release_delay < Seconds(0))
+      throw ConfigError(prefix + ".release_delay", "must not be negative (0s: the vendor frees a slot at once; "
+                                                   "leave it out, or write 'learn', to learn it)");
+    if (p.release_delay && *p.release_delay > Seconds(600))
+      throw ConfigError(prefix + ".release_delay", "must be at most 10m (every released slot waits this long)");
     if (!p.match.path.empty() && !p.match.path.starts_with("/"))
       throw ConfigError(prefix + ".match.path", "expected a path such as /v1/listen");
   }

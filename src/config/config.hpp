@@ -40,8 +40,7 @@ struct AdminConfig {
 struct Retry429Config {
   Seconds initial_backoff{0.1};
   Seconds max_backoff{2};
-  Seconds deadline{5};  // give up and pass the 429 on after this
-  Seconds recovery_interval{30};  // raise a lowered limit by one after this without a 429
+  Seconds deadline{5};  // retry while the lease is younger than this, then answer the gateway's own 429
 };
 
 struct UpstreamConfig {
@@ -96,6 +95,10 @@ struct PoolConfig {
   Seconds idle_close_after{0};   // close a stream without client audio this long
   Seconds liveness_timeout{30};  // a client that neither answers pings nor reads is dead
   Seconds max_duration{0};       // close a stream this old
+  // How long the vendor keeps counting a stream after it closed: a released
+  // slot cools this long before it admits another stream. Unset: learned
+  // from the upstream's 429s (docs/admission.md).
+  std::optional<Seconds> release_delay;
 };
 
 struct RelayConfig {

@@ -61,13 +61,14 @@ config::Config normalized(config::Config c) {
 
 }  // namespace
 
-Gateway::Gateway(boost::asio::io_context& ioc, config::Config raw) : ioc_(ioc), recovery_timer_(ioc) {
+Gateway::Gateway(boost::asio::io_context& ioc, config::Config raw) : ioc_(ioc) {
   auto config = normalized(std::move(raw));
   services_ = std::make_shared<session::SessionServices>();
   services_->ticker = session::Ticker::create(ioc_);
   services_->registry = std::make_shared<registry::Registry>(config.relay.idle_after);
   services_->admission =
-      std::make_shared<admission::Controller>(config.pools, config.tenants, config.upstream.retry_429);
+      std::make_shared<admission::Controller>(config.pools, config.tenants, config.upstream.retry_429,
+                                              ioc.get_executor());
   services_->events = std::make_shared<events::EventLog>();
   if (config.store.enabled) {
     auto listen_ep = net::parse_endpoint(config.listen);
@@ -119,19 +120,9 @@ void Gateway::start() {
   listener_->start();
   admin_->start();
   ready_ = true;
-  schedule_recovery();
   boost::json::object ev;
   ev["listen"] = net::to_string(endpoint());
   services_->events->record("start", std::move(ev));
-}
-
-void Gateway::schedule_recovery() {
-  recovery_timer_.expires_after(std::chrono::seconds(1));
-  recovery_timer_.async_wait([this](boost::system::error_code ec) {
-    if (ec || stopped_) return;
-    services_->admission->recover(std::chrono::steady_clock::now());
-    schedule_recovery();
-  });
 }
 
 void Gateway::reload(config::Config raw) {
@@ -165,7 +156,6 @@ void Gateway::end_all_sessions() {
 void Gateway::stop() {
   stop_accepting();
   stopped_ = true;
-  recovery_timer_.cancel();
   admin_->stop();
 }
 

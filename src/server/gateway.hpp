@@ -66,13 +66,10 @@ class Gateway {
   bool ready() const { return ready_.load(); }
 
  private:
-  void schedule_recovery();
-
   boost::asio::io_context& ioc_;
   std::shared_ptr<session::SessionServices> services_;
   std::unique_ptr<net::Listener> listener_;
   std::unique_ptr<admin::AdminServer> admin_;
-  boost::asio::steady_timer recovery_timer_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> stopped_{false};
 };

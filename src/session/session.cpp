@@ -251,6 +251,10 @@ HttpRefusal admission_refusal(const admission::AdmitResult& r, const std::string
   detail["in_use"] = r.in_use;
   detail["queued"] = r.queued;
   detail["waited_seconds"] = std::round(r.waited_seconds * 1000) / 1000;
+  detail["release_delay_seconds"] = std::round(r.release_delay_seconds * 1000) / 1000;
+  if (r.refusal == Refusal::upstream_429)
+    detail["upstream_request_id"] =
+        r.upstream_request_id.empty() ? boost::json::value(nullptr) : boost::json::value(r.upstream_request_id);
   if (r.refusal == Refusal::tenant_quota) {
     detail["tenant"] = tenant;
     detail["tenant_in_use"] = r.tenant_in_use;
@@ -275,6 +279,11 @@ HttpRefusal admission_refusal(const admission::AdmitResult& r, const std::string
       message = fmt::format("sluice: pool '{}' is full (limit {}, {} in use) and its queue is full ({} waiting)", r.pool,
                             r.effective_limit, r.in_use, r.queued);
       break;
+    case Refusal::upstream_429:
+      message = fmt::format("sluice: the upstream refused pool '{}' with 429 until the retry deadline (limit {}, {} in "
+                            "use); waited {:.1f} s",
+                            r.pool, r.effective_limit, r.in_use, r.waited_seconds);
+      break;
     default:
       message = fmt::format("sluice: pool '{}' is full (limit {}, {} in use, {} waiting); waited {:.1f} s", r.pool,
                             r.effective_limit, r.in_use, r.queued, r.waited_seconds);
@@ -287,7 +296,8 @@ HttpRefusal admission_refusal(const admission::AdmitResult& r, const std::string
   out.body = protocol::error_body(status == 429 ? "TOO_MANY_REQUESTS" : (status == 503 ? "SERVICE_UNAVAILABLE" : "FORBIDDEN"),
                                   message, protocol::make_uuid(), boost::json::serialize(extra));
   out.dg_error = message;
-  if (status != 403) out.retry_after = "1";
+  // Retry-After: the pool's release delay in whole seconds, rounded up, at least 1.
+  if (status != 403) out.retry_after = std::to_string(std::max(1, static_cast<int>(std::ceil(r.release_delay_seconds))));
   return out;
 }
 
@@ -316,15 +326,6 @@ boost::json::array pool_snapshot(const registry::Registry& registry, const std::
     out.push_back(std::move(o));
   }
   return out;
-}
-
-int open_in_pool(const registry::Registry& registry, const std::string& pool, registry::SessionId except) {
-  int n = 0;
-  for (const auto& e : registry.list({.pool = pool})) {
-    auto st = e->state();
-    if (e->info().id != except && (st == registry::SessionState::open || st == registry::SessionState::closing)) ++n;
-  }
-  return n;
 }
 
 template <class ClientStream>
@@ -485,7 +486,8 @@ asio::awaitable<std::unique_ptr<OpenSession<BareStream<ClientStream>>>> serve(Cl
 
   // 6. Upstream first: the client is accepted only once the vendor said 101.
   // A 429 although the pool had room is recorded with a snapshot of who held
-  // the pool, then retried with jittered backoff while the deadline allows.
+  // the pool, then retried when the controller says so; in the end the
+  // client gets the gateway's own 429, never the vendor's.
   upstream::ConnectRequest creq;
   creq.base = route.endpoint == protocol::Endpoint::agent ? policy->agent_base : policy->base;
   creq.target = creq.base.path_prefix + route.target;
@@ -493,46 +495,61 @@ asio::awaitable<std::unique_ptr<OpenSession<BareStream<ClientStream>>>> serve(Cl
   creq.user_agent = entry.info().user_agent;
   creq.session_header = std::string(req["x-deepgram-session-id"]);
   creq.timeout = cfg.upstream.connect_timeout;
-  const auto& retry = cfg.upstream.retry_429;
-  const auto retry_deadline = arrived + std::chrono::duration_cast<std::chrono::steady_clock::duration>(retry.deadline);
   auto leg = lease.open_leg();
   upstream::ConnectResult conn;
-  std::minstd_rand rng(static_cast<unsigned>(id));  // small: it lives in every session's frame
+  admission::Upstream429Decision gave_up;  // the last refusal's decision, when it ended the retries
   for (int attempt = 0;; ++attempt) {
     conn = co_await upstream::connect(tcp_layer.get_executor(), *services.upstream_tls, creq);
+    if (conn.ok()) services.admission->on_upstream_accepted(lease);
     if (conn.ok() || !conn.refusal || conn.refusal->status != 429) break;
-    int accepted = open_in_pool(*services.registry, *pool, id);
-    services.admission->on_upstream_429(*pool, accepted);
-    auto status = services.admission->status(*pool);
+    // The controller learns from the refusal and decides; retries run while
+    // the lease is younger than upstream.retry_429.deadline.
+    auto d = services.admission->on_upstream_429(lease, attempt);
     boost::json::object ev;
     ev["session_id"] = id;
     ev["pool"] = *pool;
     ev["tenant"] = tenant;
     ev["attempt"] = attempt + 1;
     ev["upstream_request_id"] = conn.refusal->request_id;
-    ev["gateway_in_use"] = status ? status->in_use : 0;
-    ev["upstream_open"] = accepted;
-    ev["limit"] = status ? status->limit : 0;
-    ev["effective_limit"] = status ? status->effective_limit : 0;
+    ev["gateway_in_use"] = d.gateway_in_use;
+    ev["upstream_open"] = d.upstream_open;
+    ev["limit"] = d.limit;
+    ev["effective_limit"] = d.effective_limit;
+    ev["cooling"] = d.cooling;
+    ev["release_delay_seconds"] = std::round(d.release_delay_seconds * 1000) / 1000;
+    ev["explained_by_releases"] = d.explained;
+    ev["retry_in_ms"] = d.retry ? boost::json::value(std::chrono::duration_cast<std::chrono::milliseconds>(d.wait).count())
+                                : boost::json::value(nullptr);
     ev["sessions"] = pool_snapshot(*services.registry, *pool);
     services.events->record("upstream_429", std::move(ev));
-    double backoff = std::min(retry.max_backoff.count(), retry.initial_backoff.count() * std::pow(2.0, attempt));
-    backoff *= std::uniform_real_distribution<double>(0.5, 1.5)(rng);
-    auto wake = std::chrono::steady_clock::now() +
-                std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(backoff));
-    spdlog::warn("[S{}] upstream answered 429 with pool '{}' at {} of {} (vendor holds {} open); {}", id, *pool,
-                 status ? status->in_use : 0, status ? status->limit : 0, accepted,
-                 wake < retry_deadline ? fmt::format("retrying in {:.0f} ms", backoff * 1000) : std::string("passing it on"));
-    if (wake >= retry_deadline) break;
+    spdlog::warn("[S{}] upstream answered 429 with pool '{}' at {} of {} (vendor holds {} open, {} cooling, release "
+                 "delay {:.2f} s); {}",
+                 id, *pool, d.gateway_in_use, d.limit, d.upstream_open, d.cooling, d.release_delay_seconds,
+                 d.retry ? fmt::format("retrying in {} ms", std::chrono::duration_cast<std::chrono::milliseconds>(d.wait).count())
+                         : std::string("answering 429"));
+    if (!d.retry) {
+      gave_up = std::move(d);
+      gave_up.refusal.upstream_request_id = conn.refusal->request_id;
+      break;
+    }
     asio::steady_timer pause(tcp_layer.get_executor());
-    pause.expires_at(wake);
+    pause.expires_after(d.wait);
     co_await pause.async_wait(use_tuple);
   }
   if (!conn.ok()) {
     leg.reset();
     lease.release();  // a failed handshake returns its lease at once
     HttpRefusal r;
-    if (conn.refusal) {
+    if (conn.refusal && conn.refusal->status == 429) {
+      // Never the vendor's bare 429: the gateway's own, with what it knows.
+      gave_up.refusal.waited_seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - arrived).count();
+      r = admission_refusal(gave_up.refusal, tenant);
+      spdlog::info("[S{}] upstream refused {} with 429 until the retry deadline (request_id={}); answering the "
+                   "gateway's 429",
+                   id, protocol::endpoint_path(route.endpoint),
+                   conn.refusal->request_id.empty() ? "-" : conn.refusal->request_id);
+    } else if (conn.refusal) {
       r.status = conn.refusal->status;
       r.body = conn.refusal->body;
       r.content_type = conn.refusal->content_type;

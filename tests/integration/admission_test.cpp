@@ -230,7 +230,6 @@ TEST(Admission, Upstream429IsRecordedRetriedAndTheLimitAdapts) {
     c.upstream.retry_429.initial_backoff = config::Seconds(0.05);
     c.upstream.retry_429.max_backoff = config::Seconds(0.2);
     c.upstream.retry_429.deadline = config::Seconds(20);
-    c.upstream.retry_429.recovery_interval = config::Seconds(0.5);
   });
   // Traffic outside the gateway holds one of the vendor's two slots.
   Client outside;

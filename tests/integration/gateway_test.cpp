@@ -102,8 +102,10 @@ TEST_F(Gateway, FluxCloseStreamEndsWithoutStatus) {
 }
 
 TEST_F(Gateway, EveryUpstreamRefusalPassesThroughWithBodyAndRequestId) {
-  auto& s = start({}, via_test_upstream());
-  for (int status : {400, 401, 402, 403, 429, 500, 503}) {
+  auto& s = start({}, via_test_upstream([](config::Config& c, Stack&) {
+    c.upstream.retry_429.deadline = config::Seconds(0.3);
+  }));
+  for (int status : {400, 401, 402, 403, 500, 503}) {
     Client c;
     EXPECT_FALSE(c.open(s.port(), "/v1/listen?refuse=" + std::to_string(status), "Token k"));
     EXPECT_EQ(c.response.result_int(), static_cast<unsigned>(status));
@@ -113,21 +115,39 @@ TEST_F(Gateway, EveryUpstreamRefusalPassesThroughWithBodyAndRequestId) {
     EXPECT_EQ(body.at("err_code").as_string(), "TEST_REFUSAL");
     EXPECT_EQ(body.at("request_id").as_string(), "refused-" + std::to_string(status));
   }
+  // A 429 is retried, then answered by the gateway, naming the vendor's last refusal.
+  Client c;
+  EXPECT_FALSE(c.open(s.port(), "/v1/listen?refuse=429", "Token k"));
+  EXPECT_EQ(c.response.result_int(), 429u);
+  EXPECT_EQ(c.response[http::field::retry_after], "1");
+  auto body = boost::json::parse(c.response.body()).as_object();
+  EXPECT_EQ(body.at("err_code").as_string(), "TOO_MANY_REQUESTS");
+  auto sl = body.at("sluice").as_object();
+  EXPECT_EQ(sl.at("reason").as_string(), "upstream_429");
+  EXPECT_EQ(sl.at("upstream_request_id").as_string(), "refused-429");
+  EXPECT_EQ(sl.at("pool").as_string(), "streaming");
+  EXPECT_GE(s.gateway().events().count("upstream_429"), 1u);
 }
 
-TEST_F(Gateway, SimulatorConcurrencyLimitGivesTheClientTheVendors429) {
+TEST_F(Gateway, SimulatorConcurrencyLimitGivesTheClientTheGateways429NotTheVendors) {
   sim::SimConfig sc;
   sc.default_limits[protocol::Family::streaming] = 1;
-  auto& s = start(sc);
+  auto& s = start(sc, [](config::Config& c, Stack&) { c.upstream.retry_429.deadline = config::Seconds(0.5); });
   Client first;
   ASSERT_TRUE(first.open(s.port(), kListen, "Token k"));
   Client second;
   EXPECT_FALSE(second.open(s.port(), kListen, "Token k"));
   EXPECT_EQ(second.response.result_int(), 429u);
-  EXPECT_FALSE(second.response["dg-request-id"].empty());
-  EXPECT_EQ(second.response["dg-error"], "Too many requests. Please try again later");
+  EXPECT_FALSE(second.response[http::field::retry_after].empty());
   auto body = boost::json::parse(second.response.body()).as_object();
   EXPECT_EQ(body.at("err_code").as_string(), "TOO_MANY_REQUESTS");
+  auto sl = body.at("sluice").as_object();
+  EXPECT_EQ(sl.at("reason").as_string(), "upstream_429");
+  EXPECT_EQ(sl.at("limit").to_number<int>(), 50);
+  EXPECT_EQ(sl.at("effective_limit").to_number<int>(), 1);  // what the vendor held open
+  EXPECT_EQ(sl.at("in_use").to_number<int>(), 2);
+  EXPECT_GT(sl.at("waited_seconds").to_number<double>(), 0.0);
+  EXPECT_FALSE(sl.at("upstream_request_id").as_string().empty());  // the vendor's dg-request-id
   first.ws.close(websocket::close_code::normal);
 }
 

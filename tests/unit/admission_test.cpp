@@ -6,6 +6,9 @@
 
 #include "admission/classifier.hpp"
 #include "admission/controller.hpp"
+#include "admission/release_delay.hpp"
+
+#include <thread>
 
 using namespace sluice;
 using namespace sluice::admission;
@@ -29,11 +32,13 @@ void settle(boost::asio::io_context& ioc) {
   }
 }
 
-// Runs the io_context until `done`, for at most a generous while.
-void run_until(boost::asio::io_context& ioc, const std::function<bool()>& done) {
-  for (int i = 0; i < 20000 && !done(); ++i) {
+// Runs the io_context until `done`, for at most `limit` (a generous while).
+void run_until(boost::asio::io_context& ioc, const std::function<bool()>& done,
+               std::chrono::milliseconds limit = std::chrono::milliseconds(20000)) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (!done() && std::chrono::steady_clock::now() < end) {
     ioc.restart();
-    ioc.run_for(std::chrono::milliseconds(1));
+    if (ioc.run_for(std::chrono::milliseconds(1)) == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 }
 
@@ -171,25 +176,251 @@ TEST(Admission, AbandonLeavesTheQueueAtOnce) {
   EXPECT_EQ(c.leases_in_use(), 1);
 }
 
-TEST(Admission, Upstream429LowersTheLimitAndRecoveryRaisesIt) {
+TEST(Admission, Upstream429NoReleaseExplainsLowersTheLimitAndAnAcceptanceRestoresIt) {
   boost::asio::io_context ioc;
   config::Retry429Config retry;
-  retry.recovery_interval = config::Seconds(10);
-  Controller c({pool("p", 5)}, {}, retry);
-  c.on_upstream_429("p", 2);
-  EXPECT_EQ(c.status("p")->effective_limit, 2);
+  retry.deadline = config::Seconds(60);
+  Controller c({pool("p", 5, 0)}, {}, retry);  // no queue: a full pool refuses at once
+  std::vector<Lease> open;
+  for (int i = 0; i < 2; ++i) {
+    open.push_back(c.enqueue("p", "t", ioc.get_executor()).take_result().lease);
+    c.on_upstream_accepted(open.back());
+  }
+  auto probe = c.enqueue("p", "t", ioc.get_executor()).take_result().lease;
+  // Nothing was released: others on the key hold the vendor's room.
+  auto d = c.on_upstream_429(probe, 0);
+  EXPECT_FALSE(d.explained);
+  EXPECT_TRUE(d.retry);
+  EXPECT_EQ(d.upstream_open, 2);
+  EXPECT_EQ(d.gateway_in_use, 3);
+  EXPECT_EQ(c.status("p")->effective_limit, 2);  // what the vendor holds open
   EXPECT_EQ(c.status("p")->upstream_429_total, 1);
-  auto now = SteadyClock::now();
-  c.recover(now);  // too soon
-  EXPECT_EQ(c.status("p")->effective_limit, 2);
-  c.recover(now + std::chrono::seconds(11));
-  EXPECT_EQ(c.status("p")->effective_limit, 3);
-  c.recover(now + std::chrono::seconds(22));
-  c.recover(now + std::chrono::seconds(33));
-  c.recover(now + std::chrono::seconds(44));
-  EXPECT_EQ(c.status("p")->effective_limit, 5);  // never above the limit
-  c.on_upstream_429("p", 0);
-  EXPECT_EQ(c.status("p")->effective_limit, 1);  // never below one
+  EXPECT_EQ(c.status("p")->release_delay_seconds, 0);  // nothing learned
+  EXPECT_EQ(c.enqueue("p", "t", ioc.get_executor()).take_result().refusal, Refusal::queue_full);
+  // The vendor accepts the retry: the limit is back at once, not a slot per interval.
+  c.on_upstream_accepted(probe);
+  EXPECT_EQ(c.status("p")->effective_limit, 5);
+  EXPECT_EQ(c.status("p")->upstream_open, 3);
+  EXPECT_TRUE(c.enqueue("p", "t", ioc.get_executor()).take_result().lease);
+}
+
+TEST(Admission, RetryBudgetStartsWhenTheLeaseIsGranted) {
+  boost::asio::io_context ioc;
+  config::Retry429Config retry;
+  retry.initial_backoff = config::Seconds(0.01);
+  retry.max_backoff = config::Seconds(0.01);
+  retry.deadline = config::Seconds(0.3);
+  Controller c({pool("p", 1, 10)}, {}, retry);
+  auto first = c.enqueue("p", "t", ioc.get_executor()).take_result().lease;
+  auto w = wait_on(ioc, c.enqueue("p", "t", ioc.get_executor()));
+  // The request waits in the queue longer than the retry deadline.
+  run_until(ioc, [&] { return false; }, std::chrono::milliseconds(500));
+  ASSERT_FALSE(w->result);
+  first.release();
+  run_until(ioc, [&] { return w->result.has_value(); });
+  ASSERT_TRUE(w->result && w->result->lease);
+  EXPECT_GE(w->result->waited_seconds, 0.5);
+  // Its budget starts now: the first refusal is retried.
+  EXPECT_TRUE(c.on_upstream_429(w->result->lease, 0).retry);
+  std::this_thread::sleep_for(std::chrono::milliseconds(350));
+  auto d = c.on_upstream_429(w->result->lease, 1);
+  EXPECT_FALSE(d.retry);
+  EXPECT_EQ(d.refusal.refusal, Refusal::upstream_429);
+  EXPECT_EQ(d.refusal.pool, "p");
+  EXPECT_EQ(d.refusal.limit, 1);
+  EXPECT_EQ(d.refusal.in_use, 1);
+  EXPECT_EQ(c.status("p")->refused_total, 1);
+}
+
+TEST(Admission, AReleasedSlotCoolsForAConfiguredReleaseDelay) {
+  boost::asio::io_context ioc;
+  auto p = pool("p", 2, 10);
+  p.release_delay = config::Seconds(0.4);
+  Controller c({p}, {}, {}, ioc.get_executor());
+  auto a = c.enqueue("p", "t", ioc.get_executor()).take_result().lease;
+  auto b = c.enqueue("p", "t", ioc.get_executor()).take_result().lease;
+  c.on_upstream_accepted(a);
+  // A lease whose stream the vendor never accepted comes back at once.
+  b.release();
+  EXPECT_EQ(c.status("p")->cooling, 0);
+  b = c.enqueue("p", "t", ioc.get_executor()).take_result().lease;
+  ASSERT_TRUE(b);
+  c.on_upstream_accepted(b);
+  EXPECT_DOUBLE_EQ(c.status("p")->release_delay_seconds, 0.4);
+  EXPECT_TRUE(c.status("p")->release_delay_configured);
+  // One the vendor accepted cools: the waiter is admitted when the cooldown
+  // ends, woken by the controller's timer with nothing else happening.
+  auto released = SteadyClock::now();
+  a.release();
+  EXPECT_EQ(c.status("p")->in_use, 1);
+  EXPECT_EQ(c.status("p")->cooling, 1);
+  auto w = wait_on(ioc, c.enqueue("p", "t", ioc.get_executor()));
+  settle(ioc);
+  EXPECT_FALSE(w->result);
+  EXPECT_EQ(c.status("p")->queued, 1);
+  run_until(ioc, [&] { return w->result.has_value(); });
+  auto admitted = SteadyClock::now();
+  ASSERT_TRUE(w->result && w->result->lease);
+  EXPECT_GE(admitted - released, std::chrono::milliseconds(400));
+  EXPECT_LT(admitted - released, std::chrono::milliseconds(1400));
+  EXPECT_EQ(c.status("p")->cooling, 0);
+  EXPECT_EQ(c.status("p")->in_use, 2);
+}
+
+TEST(Admission, WithoutAControllerTimerAWaiterWakesItselfWhenACooldownEnds) {
+  boost::asio::io_context ioc;
+  auto p = pool("p", 1, 10);
+  p.release_delay = config::Seconds(0.3);
+  Controller c({p}, {}, {});
+  auto a = c.enqueue("p", "t", ioc.get_executor()).take_result().lease;
+  c.on_upstream_accepted(a);
+  auto w = wait_on(ioc, c.enqueue("p", "t", ioc.get_executor()));
+  settle(ioc);
+  auto released = SteadyClock::now();
+  a.release();
+  settle(ioc);
+  EXPECT_FALSE(w->result);
+  run_until(ioc, [&] { return w->result.has_value(); });
+  ASSERT_TRUE(w->result && w->result->lease);
+  EXPECT_GE(SteadyClock::now() - released, std::chrono::milliseconds(300));
+}
+
+TEST(Admission, ARefusalReleasesExplainTeachesTheDelayAndKeepsTheLimit) {
+  boost::asio::io_context ioc;
+  config::Retry429Config retry;
+  retry.initial_backoff = config::Seconds(0.05);
+  retry.deadline = config::Seconds(60);
+  Controller c({pool("p", 2, 10)}, {}, retry, ioc.get_executor());
+  auto a = c.enqueue("p", "t", ioc.get_executor()).take_result().lease;
+  auto b = c.enqueue("p", "t", ioc.get_executor()).take_result().lease;
+  c.on_upstream_accepted(a);
+  c.on_upstream_accepted(b);
+  a.release();  // nothing learned yet: no cooldown
+  EXPECT_EQ(c.status("p")->cooling, 0);
+  auto n = c.enqueue("p", "t", ioc.get_executor()).take_result().lease;
+  ASSERT_TRUE(n);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // The vendor still counts a's stream: a lower bound of 200 ms.
+  auto d = c.on_upstream_429(n, 0);
+  EXPECT_TRUE(d.explained);
+  EXPECT_TRUE(d.retry);
+  EXPECT_LE(d.wait, std::chrono::milliseconds(75));  // probes again soon
+  auto st = c.status("p");
+  EXPECT_EQ(st->effective_limit, 2);  // an ordinary close never lowers it
+  ASSERT_TRUE(st->release_delay_lower_seconds);
+  EXPECT_GE(*st->release_delay_lower_seconds, 0.2);
+  EXPECT_FALSE(st->release_delay_configured);
+  // Estimate: the lower bound plus the margin (at least 250 ms).
+  EXPECT_GE(st->release_delay_seconds, *st->release_delay_lower_seconds + 0.25);
+  EXPECT_EQ(st->cooling, 1);  // a's slot cools under the learned delay
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // Accepted half a second after a's release: the delay is shorter than that.
+  c.on_upstream_accepted(n);
+  st = c.status("p");
+  ASSERT_TRUE(st->release_delay_upper_seconds);
+  EXPECT_GE(*st->release_delay_upper_seconds, 0.5);
+  EXPECT_LE(st->release_delay_seconds, *st->release_delay_upper_seconds);
+  EXPECT_GE(st->release_delay_seconds, *st->release_delay_lower_seconds);
+}
+
+TEST(Admission, ADestroyedTicketLeavesTheQueue) {
+  boost::asio::io_context ioc;
+  Controller c({pool("p", 1, 10)}, {}, {});
+  auto held = c.enqueue("p", "t", ioc.get_executor()).take_result().lease;
+  {
+    auto ticket = c.enqueue("p", "t", ioc.get_executor());
+    ASSERT_FALSE(ticket.decided());
+    EXPECT_EQ(c.status("p")->queued, 1);
+  }
+  EXPECT_EQ(c.status("p")->queued, 0);
+  // The slot is not granted to the gone waiter: the next request gets it.
+  held.release();
+  EXPECT_EQ(c.status("p")->in_use, 0);
+  auto next = c.enqueue("p", "t", ioc.get_executor());
+  ASSERT_TRUE(next.decided());
+  EXPECT_TRUE(next.take_result().lease);
+}
+
+TEST(Admission, ATicketDestroyedAfterItsGrantGivesTheLeaseBack) {
+  boost::asio::io_context ioc;
+  Controller c({pool("p", 1, 10)}, {}, {});
+  auto held = c.enqueue("p", "t", ioc.get_executor()).take_result().lease;
+  auto ticket = std::make_unique<Ticket>(c.enqueue("p", "t", ioc.get_executor()));
+  auto behind = wait_on(ioc, c.enqueue("p", "t", ioc.get_executor()));
+  settle(ioc);
+  held.release();  // granted to the first waiter, which never takes it
+  EXPECT_EQ(c.status("p")->in_use, 1);
+  ticket.reset();
+  run_until(ioc, [&] { return behind->result.has_value(); });
+  ASSERT_TRUE(behind->result && behind->result->lease);
+  EXPECT_EQ(c.status("p")->in_use, 1);
+  EXPECT_EQ(c.status("p")->queued, 0);
+}
+
+TEST(ReleaseDelay, BoundsFromRefusalsAndAcceptances) {
+  using namespace std::chrono_literals;
+  ReleaseDelayEstimator e(8);
+  auto t0 = SteadyClock::now();
+  EXPECT_EQ(e.estimate(t0), SteadyClock::duration::zero());
+  EXPECT_FALSE(e.on_refusal(t0, 1));  // nothing released: no explanation
+  e.note_release(t0);
+  e.note_release(t0 + 1s);
+  e.note_release(t0 + 2s);
+  EXPECT_EQ(*e.release(1), t0 + 2s);
+  EXPECT_EQ(*e.release(3), t0);
+  EXPECT_FALSE(e.release(4));
+  // A refusal at t0+3s while the vendor counts 2 released streams: the
+  // second most recent (t0+1s) is still counted, the delay is over 2 s.
+  EXPECT_EQ(*e.on_refusal(t0 + 3s, 2), 2s);
+  EXPECT_EQ(*e.lower(t0 + 3s), 2s);
+  // Lower bound plus a margin of max(250 ms, a tenth).
+  EXPECT_EQ(e.estimate(t0 + 3s), 2s + 250ms);
+  // An acceptance at t0+3.1s while at most 2 are counted: the third most
+  // recent (t0) is no longer counted: the delay is under 3.1 s.
+  EXPECT_EQ(*e.on_acceptance(t0 + 3100ms, 3), 3100ms);
+  EXPECT_EQ(e.estimate(t0 + 3100ms), 2s + 250ms);
+  // A higher lower bound, clamped under the upper bound.
+  EXPECT_EQ(*e.on_refusal(t0 + 3s, 3), 3s);
+  EXPECT_EQ(e.estimate(t0 + 3100ms), 3100ms);
+  // A release older than the longest delay learned explains nothing.
+  EXPECT_FALSE(e.on_refusal(t0 + 40s, 3));
+  // Bounds are forgotten after the window.
+  EXPECT_EQ(e.estimate(t0 + 3s + ReleaseDelayEstimator::kSampleWindow + 1s), SteadyClock::duration::zero());
+}
+
+TEST(ReleaseDelay, TheNewestBoundWinsOverOlderOnesItContradicts) {
+  using namespace std::chrono_literals;
+  ReleaseDelayEstimator e(8);
+  auto t0 = SteadyClock::now();
+  e.note_release(t0);
+  EXPECT_TRUE(e.on_acceptance(t0 + 2s, 1));  // under 2 s
+  EXPECT_TRUE(e.on_refusal(t0 + 1s, 1));     // over 1 s
+  EXPECT_EQ(*e.upper(t0 + 2s), 2s);
+  // The vendor now keeps streams longer: a refusal at 5 s drops the 2 s bound.
+  e.note_release(t0 + 10s);
+  EXPECT_TRUE(e.on_refusal(t0 + 15s, 1));
+  EXPECT_FALSE(e.upper(t0 + 15s));
+  EXPECT_EQ(*e.lower(t0 + 15s), 5s);
+  EXPECT_EQ(e.estimate(t0 + 15s), 5s + 500ms);  // a tenth of 5 s is more than 250 ms
+  // And shorter again: an acceptance at 3 s drops the lower bounds above it.
+  e.note_release(t0 + 20s);
+  EXPECT_TRUE(e.on_acceptance(t0 + 23s, 1));
+  EXPECT_EQ(*e.lower(t0 + 23s), 1s);
+  EXPECT_EQ(e.estimate(t0 + 23s), 1s + 250ms);
+}
+
+TEST(ReleaseDelay, CoolingCountsRecentReleasesAndNamesTheNextEnd) {
+  using namespace std::chrono_literals;
+  ReleaseDelayEstimator e(3);
+  auto t0 = SteadyClock::now();
+  for (int i = 0; i < 5; ++i) e.note_release(t0 + i * 100ms);  // the ring keeps the last 3
+  EXPECT_FALSE(e.release(4));
+  EXPECT_EQ(e.cooling(t0 + 450ms, 1s), 3);
+  EXPECT_EQ(e.cooling(t0 + 1250ms, 1s), 2);  // t0+200ms has cooled
+  EXPECT_EQ(*e.next_cooling_end(t0 + 1250ms, 1s), t0 + 1300ms);
+  EXPECT_EQ(e.cooling(t0 + 2s, 1s), 0);
+  EXPECT_FALSE(e.next_cooling_end(t0 + 2s, 1s));
+  EXPECT_EQ(e.cooling(t0 + 450ms, SteadyClock::duration::zero()), 0);
 }
 
 TEST(Admission, SetLimitAdmitsWaitersAndCloseRefusesThem) {

@@ -130,3 +130,27 @@ TEST(Config, ShippedExampleParses) {
   EXPECT_TRUE(c.pass_through());
   EXPECT_FALSE(c.tls.enabled());
 }
+
+TEST(Config, PoolReleaseDelay) {
+  auto c = parse_config(
+      "pools:\n"
+      "  - {name: a, release_delay: 3s}\n"
+      "  - {name: b, release_delay: 250ms}\n"
+      "  - {name: c, release_delay: learn}\n"
+      "  - {name: d}\n"
+      "  - {name: e, release_delay: 0s}\n");
+  ASSERT_EQ(c.pools.size(), 5u);
+  ASSERT_TRUE(c.pools[0].release_delay);
+  EXPECT_DOUBLE_EQ(c.pools[0].release_delay->count(), 3.0);
+  EXPECT_DOUBLE_EQ(c.pools[1].release_delay->count(), 0.25);
+  EXPECT_FALSE(c.pools[2].release_delay);  // learned
+  EXPECT_FALSE(c.pools[3].release_delay);  // learned
+  ASSERT_TRUE(c.pools[4].release_delay);
+  EXPECT_DOUBLE_EQ(c.pools[4].release_delay->count(), 0.0);
+  expect_error("pools: [{name: a, release_delay: soon}]", "pools[0].release_delay", "'learn'");
+  expect_error("pools: [{name: a, release_delay: -2s}]", "pools[0].release_delay", "duration");
+  expect_error("pools: [{name: a, release_delay: 11m}]", "pools[0].release_delay", "at most 10m");
+  // The retired recovery rule's key still loads (ignored), but must be a duration.
+  EXPECT_NO_THROW(parse_config("upstream: {retry_429: {recovery_interval: 30s}}"));
+  expect_error("upstream: {retry_429: {recovery_interval: never}}", "upstream.retry_429.recovery_interval", "duration");
+}
