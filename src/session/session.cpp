@@ -36,6 +36,7 @@
 #include "protocol/errors.hpp"
 #include "protocol/message.hpp"
 #include "session/relay.hpp"
+#include "session/stream_state.hpp"
 
 namespace sluice::session {
 namespace {
@@ -167,7 +168,8 @@ struct Route {
   protocol::Endpoint endpoint;
   std::string target;  // path + original query, untouched
   std::string model;
-  std::vector<std::pair<std::string, std::string>> params;
+  std::vector<std::pair<std::string, std::string>> params;      // the classifying ones, recorded
+  std::vector<std::pair<std::string, std::string>> all_params;  // for the pools' match rules
   double audio_bytes_per_second = 0;
 };
 
@@ -192,9 +194,7 @@ struct OpenSession {
   std::string client_pending;  // bytes the client sent after its upgrade request
   upstream::UpstreamStream upstream;
   std::string upstream_pending;  // bytes read after the upstream's 101
-  registry::Registration registration;
-  admission::Lease lease;
-  admission::LegToken leg;
+  std::unique_ptr<StreamState> state;  // the entry, the lease, the leg, the history row
   std::shared_ptr<const SessionPolicy> policy;  // the version this stream keeps
   config::PoolConfig pool;
 };
@@ -328,61 +328,112 @@ boost::json::array pool_snapshot(const registry::Registry& registry, const std::
   return out;
 }
 
-template <class ClientStream>
-asio::awaitable<std::unique_ptr<OpenSession<BareStream<ClientStream>>>> serve(ClientStream stream, std::string peer, std::shared_ptr<SessionServices> services_ptr) {
-  auto& services = *services_ptr;
-  auto policy = services.policy.load();
-  const auto& cfg = policy->config;
-  auto& tcp_layer = beast::get_lowest_layer(stream);
-  const auto handshake_deadline =
-      std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg.client.handshake_timeout);
+// What a stage hands back when the stream cannot go on: the answer for the
+// client (none when the client is gone), the ending for the history (a
+// registered stream's only row), and the log line.
+struct Refused {
+  std::optional<HttpRefusal> answer;
+  std::optional<history::Ending> ending;
+  std::string log;
+  spdlog::level::level_enum level = spdlog::level::info;
+};
 
-  // 1. The upgrade request, within the client handshake deadline.
-  beast::flat_buffer buffer;
+Refused refused(HttpRefusal answer, std::string log = {}) {
+  Refused r;
+  r.answer = std::move(answer);
+  r.log = std::move(log);
+  return r;
+}
+
+history::Ending ending(history::Outcome outcome, std::string reason, std::string closed_by) {
+  history::Ending how;
+  how.outcome = outcome;
+  how.outcome_reason = std::move(reason);
+  how.closed_by = std::move(closed_by);
+  return how;
+}
+
+// A stage's result: its value, or a refusal.
+template <class T>
+class Result {
+ public:
+  Result(T value) : value_(std::move(value)) {}
+  Result(Refused r) : refused_(std::move(r)) {}
+  explicit operator bool() const { return value_.has_value(); }
+  T& operator*() { return *value_; }
+  T* operator->() { return &*value_; }
+  Refused& refusal() { return refused_; }
+
+ private:
+  std::optional<T> value_;
+  Refused refused_;
+};
+
+std::chrono::steady_clock::duration handshake_deadline(const config::Config& cfg) {
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(cfg.client.handshake_timeout);
+}
+
+// The one way a stream that cannot go on ends: its history row (when it is
+// registered), one log line, and the answer to the client (when it is still
+// there), under the handshake deadline.
+template <class ClientStream>
+asio::awaitable<void> refuse(ClientStream& stream, Refused r, StreamState* state, const config::Config& cfg) {
+  if (state && r.ending) state->not_opened(*r.ending);
+  if (!r.log.empty()) spdlog::log(r.level, "{}", r.log);
+  if (!r.answer) co_return;
+  beast::get_lowest_layer(stream).expires_after(handshake_deadline(cfg));
+  co_await send_refusal(stream, *r.answer, state ? state->id() : 0);
+}
+
+// 1. The upgrade request, within the client handshake deadline. Bytes read
+// past it stay in `buffer`.
+template <class ClientStream>
+asio::awaitable<Result<http::request<http::empty_body>>> read_request(ClientStream& stream, beast::flat_buffer& buffer,
+                                                                      const config::Config& cfg, const std::string& peer) {
   http::request_parser<http::empty_body> parser;
   parser.header_limit(cfg.client.header_limit);
   parser.body_limit(0);
-  tcp_layer.expires_after(handshake_deadline);
-  auto [rec, rn] = co_await http::async_read(stream, buffer, parser, use_tuple);
-  (void)rn;
-  if (rec) {
-    if (rec == beast::error::timeout)
-      spdlog::debug("client {}: no complete upgrade request within the deadline", peer);
-    else if (!expected_ending(rec))
-      co_await send_refusal(stream, sluice_error(400, "Bad Request", "sluice: malformed HTTP request"), 0);
-    co_return nullptr;
+  auto& tcp_layer = beast::get_lowest_layer(stream);
+  tcp_layer.expires_after(handshake_deadline(cfg));
+  auto [ec, n] = co_await http::async_read(stream, buffer, parser, use_tuple);
+  (void)n;
+  if (ec) {
+    Refused r;
+    r.level = spdlog::level::debug;
+    if (ec == beast::error::timeout) {
+      r.log = fmt::format("client {}: no complete upgrade request within the deadline", peer);
+    } else if (!expected_ending(ec)) {
+      r.answer = sluice_error(400, "Bad Request", "sluice: malformed HTTP request");
+      r.log = fmt::format("client {}: malformed HTTP request: {}", peer, ec.message());
+    }
+    co_return r;
   }
-  auto req = parser.release();
   // From here the waits are the gateway's own, each bounded (queue, connect).
   tcp_layer.expires_never();
+  co_return parser.release();
+}
 
-  // 2. Route: the path names the endpoint; the query goes upstream untouched.
+// 2. Route: the path names the endpoint, the request must be a complete
+// WebSocket upgrade; the query goes upstream untouched.
+Result<Route> route(const http::request<http::empty_body>& req, const std::string& peer) {
   auto url = boost::urls::parse_origin_form(req.target());
-  if (!url) {
-    co_await send_refusal(stream, sluice_error(400, "Bad Request", "sluice: malformed request target"), 0);
-    co_return nullptr;
-  }
+  if (!url) return refused(sluice_error(400, "Bad Request", "sluice: malformed request target"));
   auto endpoint = protocol::endpoint_from_path(url->encoded_path());
-  if (!endpoint) {
-    co_await send_refusal(stream,
-                          sluice_error(404, "NOT_FOUND",
-                                       fmt::format("sluice: no streaming endpoint at {}; expected /v1/listen, "
-                                                   "/v2/listen, /v1/speak or /v1/agent/converse",
-                                                   std::string(url->encoded_path()))),
-                          0);
-    co_return nullptr;
-  }
+  if (!endpoint)
+    return refused(sluice_error(404, "NOT_FOUND",
+                                fmt::format("sluice: no streaming endpoint at {}; expected /v1/listen, "
+                                            "/v2/listen, /v1/speak or /v1/agent/converse",
+                                            std::string(url->encoded_path()))));
   if (auto bad = check_upgrade(req)) {
-    co_await send_refusal(stream, *bad, 0);
-    spdlog::info("client {}: refused {} ({}): {}", peer, std::string(url->encoded_path()), bad->status, bad->dg_error);
-    co_return nullptr;
+    auto log = fmt::format("client {}: refused {} ({}): {}", peer, std::string(url->encoded_path()), bad->status,
+                           bad->dg_error);
+    return refused(std::move(*bad), std::move(log));
   }
-  Route route{*endpoint, std::string(req.target()), {}, {}, 0};
+  Route route{*endpoint, std::string(req.target()), {}, {}, {}, 0};
   std::string encoding;
   int sample_rate = 0, channels = 1;
-  std::vector<std::pair<std::string, std::string>> all_params;
   for (auto p : url->params()) {
-    all_params.emplace_back(p.key, p.value);
+    route.all_params.emplace_back(p.key, p.value);
     if (!is_classifying(p.key)) continue;
     if (p.key == "model") route.model = p.value;
     if (p.key == "encoding") encoding = p.value;
@@ -391,41 +442,56 @@ asio::awaitable<std::unique_ptr<OpenSession<BareStream<ClientStream>>>> serve(Cl
     route.params.emplace_back(p.key, p.value);
   }
   route.audio_bytes_per_second = protocol::bytes_per_second(encoding, sample_rate, channels);
+  return route;
+}
 
-  // 3. Authenticate: a sluice key (virtual-key mode) or the client's own
-  // Deepgram key (pass-through mode). No upstream connection without one.
-  auto credential = protocol::parse_credential(req[http::field::authorization],
-                                               req[http::field::sec_websocket_protocol]);
-  std::string tenant, upstream_auth;
-  if (!credential) {
-    auto r = sluice_error(401, "INVALID_AUTH",
-                          "sluice: no API key; send Authorization: Token <key> or "
-                          "Sec-WebSocket-Protocol: token, <key>");
-    co_await send_refusal(stream, r, 0);
-    spdlog::info("client {}: refused {} without a key (401)", peer, route.target.substr(0, route.target.find('?')));
-    co_return nullptr;
-  }
-  if (policy->config.pass_through()) {
-    tenant = "fp:" + protocol::fingerprint(credential->secret);
-    upstream_auth = (credential->scheme == protocol::AuthScheme::bearer ? "Bearer " : "Token ") + credential->secret;
-  } else {
-    auto t = policy->keys.tenant_for(credential->secret);
-    if (!t) {
-      co_await send_refusal(stream, sluice_error(401, "INVALID_AUTH", "Invalid credentials."), 0);
-      spdlog::info("client {}: refused an unknown key (fingerprint {}) (401)", peer,
-                   protocol::fingerprint(credential->secret));
-      co_return nullptr;
-    }
-    tenant = std::move(*t);
-    upstream_auth = "Token " + policy->upstream_key;
-  }
+// Who the client is and what the vendor is shown.
+struct Identity {
+  std::string tenant;
+  std::string upstream_auth;  // the vendor's Authorization value: a secret, never logged
+  bool via_subprotocol = false;
+  protocol::AuthScheme scheme = protocol::AuthScheme::token;
+};
 
-  // 4. Classify into a pool and register: from here on the stream is in the
-  // live table until it is gone.
-  auto pool = policy->classifier.classify(protocol::endpoint_path(route.endpoint), all_params);
+// 3. Authenticate: a sluice key (virtual-key mode) or the client's own
+// Deepgram key (pass-through mode). No upstream connection without one.
+Result<Identity> authenticate(const http::request<http::empty_body>& req, const SessionPolicy& policy,
+                              const std::string& peer, const Route& route) {
+  auto credential =
+      protocol::parse_credential(req[http::field::authorization], req[http::field::sec_websocket_protocol]);
+  if (!credential)
+    return refused(sluice_error(401, "INVALID_AUTH",
+                                "sluice: no API key; send Authorization: Token <key> or "
+                                "Sec-WebSocket-Protocol: token, <key>"),
+                   fmt::format("client {}: refused {} without a key (401)", peer,
+                               route.target.substr(0, route.target.find('?'))));
+  Identity id;
+  id.via_subprotocol = credential->via_subprotocol;
+  id.scheme = credential->scheme;
+  if (policy.config.pass_through()) {
+    id.tenant = "fp:" + protocol::fingerprint(credential->secret);
+    id.upstream_auth = (credential->scheme == protocol::AuthScheme::bearer ? "Bearer " : "Token ") + credential->secret;
+    return id;
+  }
+  auto t = policy.keys.tenant_for(credential->secret);
+  if (!t)
+    return refused(sluice_error(401, "INVALID_AUTH", "Invalid credentials."),
+                   fmt::format("client {}: refused an unknown key (fingerprint {}) (401)", peer,
+                               protocol::fingerprint(credential->secret)));
+  id.tenant = std::move(*t);
+  id.upstream_auth = "Token " + policy.upstream_key;
+  return id;
+}
+
+// 4. Classify into a pool and register: from here on the stream is in the
+// live table (state `queued`) until its StreamState is gone.
+std::unique_ptr<StreamState> register_stream(SessionServices& services, const SessionPolicy& policy, const Route& route,
+                                             const Identity& identity, const http::request<http::empty_body>& req,
+                                             const std::string& peer) {
+  auto pool = policy.classifier.classify(protocol::endpoint_path(route.endpoint), route.all_params);
   registry::SessionInfo info;
   info.id = services.registry->next_id();
-  info.tenant = tenant;
+  info.tenant = identity.tenant;
   info.pool = pool.value_or("");
   info.endpoint = route.endpoint;
   info.model = route.model;
@@ -434,80 +500,84 @@ asio::awaitable<std::unique_ptr<OpenSession<BareStream<ClientStream>>>> serve(Cl
   info.user_agent = std::string(req[http::field::user_agent]);
   info.accepted = registry::Clock::now();
   info.audio_bytes_per_second = route.audio_bytes_per_second;
-  auto registration = services.registry->add(std::move(info));
-  auto& entry = registration.entry();
-  const auto id = entry.info().id;
-  const auto arrived = std::chrono::steady_clock::now();
+  return std::make_unique<StreamState>(services.recorder, services.registry->add(std::move(info)));
+}
 
-  // 5. Admission: a lease on the pool, now or after a wait in its queue.
-  auto admitted = co_await admit(stream, services, pool.value_or(""), tenant);
-  if (!admitted.lease) {
-    using admission::Refusal;
-    boost::json::object ev;
-    ev["session_id"] = id;
-    ev["tenant"] = tenant;
-    ev["pool"] = admitted.pool;
-    ev["path"] = protocol::endpoint_path(route.endpoint);
-    ev["reason"] = admission::refusal_name(admitted.refusal);
-    ev["limit"] = admitted.limit;
-    ev["effective_limit"] = admitted.effective_limit;
-    ev["in_use"] = admitted.in_use;
-    ev["queued"] = admitted.queued;
-    ev["waited_seconds"] = admitted.waited_seconds;
-    auto type = admitted.refusal == Refusal::queue_timeout || admitted.refusal == Refusal::abandoned ||
-                        (admitted.refusal == Refusal::tenant_quota && admitted.waited_seconds > 0)
-                    ? "queue_timeout"
-                    : "refusal";
-    if (admitted.refusal == Refusal::abandoned) type = "queue_abandoned";
-    services.events->record(type, std::move(ev));
-    if (services.recorder) {
-      history::Ending how;
-      how.outcome = history::Outcome::refused;
-      if (admitted.refusal == Refusal::abandoned) how.outcome = history::Outcome::abandoned;
-      if (std::string_view(type) == "queue_timeout") how.outcome = history::Outcome::queue_timeout;
-      how.outcome_reason = admission::refusal_name(admitted.refusal);
-      how.closed_by = "gateway";
-      services.recorder->not_opened(entry, how);
-    }
-    spdlog::info("[S{}] not admitted to pool '{}': {} (in use {}/{}, {} waiting, waited {:.2f} s)", id, admitted.pool,
-                 admission::refusal_name(admitted.refusal), admitted.in_use, admitted.effective_limit,
-                 admitted.queued, admitted.waited_seconds);
-    if (admitted.refusal != Refusal::abandoned) {
-      tcp_layer.expires_after(handshake_deadline);
-      co_await send_refusal(stream, admission_refusal(admitted, tenant), id);
-    }
-    co_return nullptr;
+// 5. Admission: a lease on the pool, now or after a wait in its queue.
+template <class ClientStream>
+asio::awaitable<std::optional<Refused>> admit_stream(ClientStream& stream, SessionServices& services, StreamState& state,
+                                                     const Route& route) {
+  auto& entry = state.entry();
+  const auto& tenant = entry.info().tenant;
+  auto admitted = co_await admit(stream, services, entry.info().pool, tenant);
+  if (admitted.lease) {
+    state.admitted(std::move(admitted.lease));
+    co_return std::nullopt;
   }
-  auto lease = std::move(admitted.lease);
-  auto pool_cfg = services.admission->pool_config(*pool).value_or(config::PoolConfig{});
-  entry.set_state(registry::SessionState::connecting);
-  entry.counters().admitted_ns.store(registry::now_ns(), std::memory_order_relaxed);
-  if (services.recorder) services.recorder->admitted(registration.shared());
+  using admission::Refusal;
+  const auto id = state.id();
+  boost::json::object ev;
+  ev["session_id"] = id;
+  ev["tenant"] = tenant;
+  ev["pool"] = admitted.pool;
+  ev["path"] = protocol::endpoint_path(route.endpoint);
+  ev["reason"] = admission::refusal_name(admitted.refusal);
+  ev["limit"] = admitted.limit;
+  ev["effective_limit"] = admitted.effective_limit;
+  ev["in_use"] = admitted.in_use;
+  ev["queued"] = admitted.queued;
+  ev["waited_seconds"] = admitted.waited_seconds;
+  std::string_view type = admitted.refusal == Refusal::queue_timeout ||
+                                  (admitted.refusal == Refusal::tenant_quota && admitted.waited_seconds > 0)
+                              ? "queue_timeout"
+                              : "refusal";
+  if (admitted.refusal == Refusal::abandoned) type = "queue_abandoned";
+  services.events->record(std::string(type), std::move(ev));
+  Refused r;
+  auto outcome = type == "queue_abandoned" ? history::Outcome::abandoned
+                 : type == "queue_timeout" ? history::Outcome::queue_timeout
+                                           : history::Outcome::refused;
+  r.ending = ending(outcome, std::string(admission::refusal_name(admitted.refusal)), "gateway");
+  r.log = fmt::format("[S{}] not admitted to pool '{}': {} (in use {}/{}, {} waiting, waited {:.2f} s)", id,
+                      admitted.pool, admission::refusal_name(admitted.refusal), admitted.in_use,
+                      admitted.effective_limit, admitted.queued, admitted.waited_seconds);
+  if (admitted.refusal != Refusal::abandoned) r.answer = admission_refusal(admitted, tenant);
+  co_return r;
+}
 
-  // 6. Upstream first: the client is accepted only once the vendor said 101.
-  // A 429 although the pool had room is recorded with a snapshot of who held
-  // the pool, then retried when the controller says so; in the end the
-  // client gets the gateway's own 429, never the vendor's.
+// 6. Upstream first: the client is accepted only once the vendor said 101.
+// A 429 although the pool had room is recorded with a snapshot of who held
+// the pool, then retried when the controller says so; in the end the client
+// gets the gateway's own 429, never the vendor's.
+asio::awaitable<Result<upstream::ConnectResult>> connect_upstream(SessionServices& services, const SessionPolicy& policy,
+                                                                  StreamState& state, const Route& route,
+                                                                  Identity& identity,
+                                                                  const http::request<http::empty_body>& req,
+                                                                  asio::any_io_executor executor) {
+  auto& entry = state.entry();
+  const auto id = state.id();
+  const auto& pool = entry.info().pool;
+  const auto& tenant = entry.info().tenant;
   upstream::ConnectRequest creq;
-  creq.base = route.endpoint == protocol::Endpoint::agent ? policy->agent_base : policy->base;
+  creq.base = route.endpoint == protocol::Endpoint::agent ? policy.agent_base : policy.base;
   creq.target = creq.base.path_prefix + route.target;
-  creq.authorization = std::move(upstream_auth);
+  creq.authorization = std::move(identity.upstream_auth);
   creq.user_agent = entry.info().user_agent;
   creq.session_header = std::string(req["x-deepgram-session-id"]);
-  creq.timeout = cfg.upstream.connect_timeout;
-  auto leg = lease.open_leg();
+  creq.timeout = policy.config.upstream.connect_timeout;
+  state.connecting();
   upstream::ConnectResult conn;
   admission::Upstream429Decision gave_up;  // the last refusal's decision, when it ended the retries
   for (int attempt = 0;; ++attempt) {
-    conn = co_await upstream::connect(tcp_layer.get_executor(), *services.upstream_tls, creq);
-    if (conn.ok()) services.admission->on_upstream_accepted(lease);
+    conn = co_await upstream::connect(executor, *services.upstream_tls, creq);
+    if (conn.ok()) services.admission->on_upstream_accepted(state.lease());
     if (conn.ok() || !conn.refusal || conn.refusal->status != 429) break;
     // The controller learns from the refusal and decides; retries run while
     // the lease is younger than upstream.retry_429.deadline.
-    auto d = services.admission->on_upstream_429(lease, attempt);
+    auto d = services.admission->on_upstream_429(state.lease(), attempt);
     boost::json::object ev;
     ev["session_id"] = id;
-    ev["pool"] = *pool;
+    ev["pool"] = pool;
     ev["tenant"] = tenant;
     ev["attempt"] = attempt + 1;
     ev["upstream_request_id"] = conn.refusal->request_id;
@@ -520,11 +590,11 @@ asio::awaitable<std::unique_ptr<OpenSession<BareStream<ClientStream>>>> serve(Cl
     ev["explained_by_releases"] = d.explained;
     ev["retry_in_ms"] = d.retry ? boost::json::value(std::chrono::duration_cast<std::chrono::milliseconds>(d.wait).count())
                                 : boost::json::value(nullptr);
-    ev["sessions"] = pool_snapshot(*services.registry, *pool);
+    ev["sessions"] = pool_snapshot(*services.registry, pool);
     services.events->record("upstream_429", std::move(ev));
     spdlog::warn("[S{}] upstream answered 429 with pool '{}' at {} of {} (vendor holds {} open, {} cooling, release "
                  "delay {:.2f} s); {}",
-                 id, *pool, d.gateway_in_use, d.limit, d.upstream_open, d.cooling, d.release_delay_seconds,
+                 id, pool, d.gateway_in_use, d.limit, d.upstream_open, d.cooling, d.release_delay_seconds,
                  d.retry ? fmt::format("retrying in {} ms", std::chrono::duration_cast<std::chrono::milliseconds>(d.wait).count())
                          : std::string("answering 429"));
     if (!d.retry) {
@@ -532,139 +602,165 @@ asio::awaitable<std::unique_ptr<OpenSession<BareStream<ClientStream>>>> serve(Cl
       gave_up.refusal.upstream_request_id = conn.refusal->request_id;
       break;
     }
-    asio::steady_timer pause(tcp_layer.get_executor());
+    asio::steady_timer pause(executor);
     pause.expires_after(d.wait);
     co_await pause.async_wait(use_tuple);
   }
-  if (!conn.ok()) {
-    leg.reset();
-    lease.release();  // a failed handshake returns its lease at once
-    HttpRefusal r;
-    if (conn.refusal && conn.refusal->status == 429) {
-      // Never the vendor's bare 429: the gateway's own, with what it knows.
-      gave_up.refusal.waited_seconds =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - arrived).count();
-      r = admission_refusal(gave_up.refusal, tenant);
-      spdlog::info("[S{}] upstream refused {} with 429 until the retry deadline (request_id={}); answering the "
-                   "gateway's 429",
-                   id, protocol::endpoint_path(route.endpoint),
-                   conn.refusal->request_id.empty() ? "-" : conn.refusal->request_id);
-    } else if (conn.refusal) {
-      r.status = conn.refusal->status;
-      r.body = conn.refusal->body;
-      r.content_type = conn.refusal->content_type;
-      r.request_id = conn.refusal->request_id;
-      r.dg_error = conn.refusal->dg_error;
-      r.retry_after = conn.refusal->retry_after;
-      spdlog::info("[S{}] upstream refused {} with {} (request_id={}, dg-error=\"{}\")", id,
-                   protocol::endpoint_path(route.endpoint), r.status, r.request_id.empty() ? "-" : r.request_id,
-                   r.dg_error);
-    } else if (conn.timed_out) {
-      r = sluice_error(504, "UPSTREAM_TIMEOUT", "sluice: the upstream did not complete the handshake in time");
-      spdlog::warn("[S{}] upstream handshake timed out", id);
-    } else {
-      r = sluice_error(502, "UPSTREAM_UNAVAILABLE", "sluice: cannot reach the upstream: " + conn.error.message());
-      spdlog::warn("[S{}] upstream unreachable: {}", id, conn.error.message());
-    }
-    if (services.recorder) {
-      history::Ending how;
-      how.outcome = history::Outcome::upstream_refused;
-      if (conn.refusal)
-        how.outcome_reason = fmt::format("upstream answered {}", conn.refusal->status);
-      else if (conn.timed_out)
-        how.outcome_reason = "upstream handshake timed out";
-      else
-        how.outcome_reason = "upstream unreachable: " + conn.error.message();
-      how.closed_by = "upstream";
-      services.recorder->not_opened(entry, how);
-    }
-    tcp_layer.expires_after(handshake_deadline);
-    co_await send_refusal(stream, r, id);
+  if (conn.ok()) co_return std::move(conn);
+  Refused r;
+  if (conn.refusal && conn.refusal->status == 429) {
+    // Never the vendor's bare 429: the gateway's own, with what it knows.
+    gave_up.refusal.waited_seconds = state.seconds_since_arrival();
+    r.answer = admission_refusal(gave_up.refusal, tenant);
+    r.log = fmt::format("[S{}] upstream refused {} with 429 until the retry deadline (request_id={}); answering the "
+                        "gateway's 429",
+                        id, protocol::endpoint_path(route.endpoint),
+                        conn.refusal->request_id.empty() ? "-" : conn.refusal->request_id);
+    r.ending = ending(history::Outcome::upstream_refused, "upstream answered 429", "upstream");
+  } else if (conn.refusal) {
+    HttpRefusal a;
+    a.status = conn.refusal->status;
+    a.body = conn.refusal->body;
+    a.content_type = conn.refusal->content_type;
+    a.request_id = conn.refusal->request_id;
+    a.dg_error = conn.refusal->dg_error;
+    a.retry_after = conn.refusal->retry_after;
+    r.log = fmt::format("[S{}] upstream refused {} with {} (request_id={}, dg-error=\"{}\")", id,
+                        protocol::endpoint_path(route.endpoint), a.status, a.request_id.empty() ? "-" : a.request_id,
+                        a.dg_error);
+    r.ending = ending(history::Outcome::upstream_refused, fmt::format("upstream answered {}", a.status), "upstream");
+    r.answer = std::move(a);
+  } else if (conn.timed_out) {
+    r.answer = sluice_error(504, "UPSTREAM_TIMEOUT", "sluice: the upstream did not complete the handshake in time");
+    r.log = fmt::format("[S{}] upstream handshake timed out", id);
+    r.level = spdlog::level::warn;
+    r.ending = ending(history::Outcome::upstream_refused, "upstream handshake timed out", "upstream");
+  } else {
+    r.answer = sluice_error(502, "UPSTREAM_UNAVAILABLE", "sluice: cannot reach the upstream: " + conn.error.message());
+    r.log = fmt::format("[S{}] upstream unreachable: {}", id, conn.error.message());
+    r.level = spdlog::level::warn;
+    r.ending = ending(history::Outcome::upstream_refused, "upstream unreachable: " + conn.error.message(), "upstream");
+  }
+  co_return r;
+}
+
+// 7. Accept the client, showing the vendor's request id and, for the
+// browser form, the scheme word as the selected subprotocol. Returns the
+// bare stream under the accepted WebSocket: the WebSocket object (and its
+// buffers) goes now.
+template <class ClientStream>
+asio::awaitable<Result<BareStream<ClientStream>>> accept_client(ClientStream stream,
+                                                                 http::request<http::empty_body>& req,
+                                                                 const upstream::ConnectResult& conn,
+                                                                 const Identity& identity, StreamState& state,
+                                                                 const config::Config& cfg) {
+  std::optional<websocket::stream<ClientStream>> ws;
+  ws.emplace(std::move(stream));
+  const auto id = state.id();
+  std::string selected = identity.via_subprotocol ? std::string(protocol::scheme_word(identity.scheme)) : "";
+  ws->set_option(websocket::stream_base::decorator([&conn, &selected, id](websocket::response_type& res) {
+    res.set(http::field::server, "sluice");
+    if (!conn.request_id.empty()) res.set("dg-request-id", conn.request_id);
+    res.set("x-sluice-session-id", std::to_string(id));
+    if (!selected.empty()) res.set(http::field::sec_websocket_protocol, selected);
+  }));
+  beast::get_lowest_layer(*ws).expires_after(handshake_deadline(cfg));
+  auto [ec] = co_await ws->async_accept(req, use_tuple);
+  if (ec) {
+    Refused r;
+    r.log = fmt::format("[S{}] client went away during the upgrade: {}", id, ec.message());
+    r.level = spdlog::level::debug;
+    r.ending = ending(history::Outcome::abandoned, "client left during the upgrade: " + ec.message(), "client");
+    co_return r;
+  }
+  beast::get_lowest_layer(*ws).expires_never();
+  co_return release_stream(*ws);
+}
+
+// A stream from its upgrade request to the relay: each stage returns its
+// result or a refusal, and every refusal takes the one path (refuse()).
+// serve() hands what the relay needs to relay_session() and returns first,
+// so that the handshake's locals (a coroutine frame of several KiB) are gone
+// before a long-lived stream starts.
+template <class ClientStream>
+asio::awaitable<std::unique_ptr<OpenSession<BareStream<ClientStream>>>> serve(ClientStream stream, std::string peer,
+                                                                              std::shared_ptr<SessionServices> services_ptr) {
+  auto& services = *services_ptr;
+  auto policy = services.policy.load();
+  const auto& cfg = policy->config;
+
+  beast::flat_buffer buffer;
+  auto req = co_await read_request(stream, buffer, cfg, peer);
+  if (!req) {
+    co_await refuse(stream, std::move(req.refusal()), nullptr, cfg);
     co_return nullptr;
   }
-  entry.set_request_id(conn.request_id);
-
-  // 7. Accept the client, showing the vendor's request id and, for the
-  // browser form, the scheme word as the selected subprotocol.
+  auto route = sluice::session::route(*req, peer);
+  if (!route) {
+    co_await refuse(stream, std::move(route.refusal()), nullptr, cfg);
+    co_return nullptr;
+  }
+  auto identity = authenticate(*req, *policy, peer, *route);
+  if (!identity) {
+    co_await refuse(stream, std::move(identity.refusal()), nullptr, cfg);
+    co_return nullptr;
+  }
+  auto state = register_stream(services, *policy, *route, *identity, *req, peer);
+  if (auto no = co_await admit_stream(stream, services, *state, *route)) {
+    co_await refuse(stream, std::move(*no), state.get(), cfg);
+    co_return nullptr;
+  }
+  auto pool_cfg = services.admission->pool_config(state->entry().info().pool).value_or(config::PoolConfig{});
+  auto conn = co_await connect_upstream(services, *policy, *state, *route, *identity, *req,
+                                        beast::get_lowest_layer(stream).get_executor());
+  if (!conn) {
+    co_await refuse(stream, std::move(conn.refusal()), state.get(), cfg);
+    co_return nullptr;
+  }
+  state->entry().set_request_id(conn->request_id);
   // Bytes the client sent after its upgrade request belong to the relay.
   std::string client_pending(static_cast<const char*>(buffer.data().data()), buffer.size());
-  buffer.clear();
-  buffer.shrink_to_fit();
-  std::optional<websocket::stream<ClientStream>> client_ws;
-  client_ws.emplace(std::move(stream));
-  auto& client = *client_ws;
-  std::string selected = credential->via_subprotocol ? std::string(protocol::scheme_word(credential->scheme)) : "";
-  client.set_option(websocket::stream_base::decorator(
-      [&conn, &selected, id](websocket::response_type& res) {
-        res.set(http::field::server, "sluice");
-        if (!conn.request_id.empty()) res.set("dg-request-id", conn.request_id);
-        res.set("x-sluice-session-id", std::to_string(id));
-        if (!selected.empty()) res.set(http::field::sec_websocket_protocol, selected);
-      }));
-  beast::get_lowest_layer(client).expires_after(handshake_deadline);
-  auto [aec] = co_await client.async_accept(req, use_tuple);
-  if (aec) {
-    spdlog::debug("[S{}] client went away during the upgrade: {}", id, aec.message());
-    if (services.recorder) {
-      history::Ending how;
-      how.outcome = history::Outcome::abandoned;
-      how.outcome_reason = "client left during the upgrade: " + aec.message();
-      how.closed_by = "client";
-      services.recorder->not_opened(entry, how);
-    }
+  buffer = {};
+  auto client = co_await accept_client(std::move(stream), *req, *conn, *identity, *state, cfg);
+  if (!client) {
     std::visit([](auto& up) {
       boost::system::error_code ignored;
       relay_detail::socket_of(*up).close(ignored);
-    }, conn.stream);
+    }, conn->stream);
+    Refused r = std::move(client.refusal());
+    state->not_opened(*r.ending);
+    spdlog::log(r.level, "{}", r.log);
     co_return nullptr;
   }
-  beast::get_lowest_layer(client).expires_never();
-  entry.counters().upstream_open_ns.store(registry::now_ns(), std::memory_order_relaxed);
-  entry.set_state(registry::SessionState::open);
-  if (services.recorder) services.recorder->opened(entry);
-  spdlog::debug("[S{}] open: tenant={} pool={} {} request_id={} client={}", id, tenant, *pool,
-                route.target.substr(0, route.target.find('?')), conn.request_id, peer);
-
-  // 8. Relay until both legs are closed, on the bare streams: the WebSocket
-  // objects of the handshakes (and their buffers) go now. The lease goes back
-  // as soon as the upstream leg is gone.
-  auto client_stream = release_stream(client);
-  client_ws.reset();
-  req = {};
+  state->opened();
+  spdlog::debug("[S{}] open: tenant={} pool={} {} request_id={} client={}", state->id(), identity->tenant,
+                state->entry().info().pool, route->target.substr(0, route->target.find('?')), conn->request_id, peer);
   using Open = OpenSession<BareStream<ClientStream>>;
-  co_return std::unique_ptr<Open>(new Open{std::move(client_stream), std::move(client_pending), std::move(conn.stream),
-                                           std::move(conn.pending), std::move(registration), std::move(lease),
-                                           std::move(leg), std::move(policy), std::move(pool_cfg)});
+  co_return std::unique_ptr<Open>(new Open{std::move(*client), std::move(client_pending), std::move(conn->stream),
+                                           std::move(conn->pending), std::move(state), std::move(policy),
+                                           std::move(pool_cfg)});
 }
 
 // Relays an opened stream until both legs are closed; the lease goes back as
 // soon as the upstream leg is gone.
 template <class Bare>
 asio::awaitable<void> relay_session(std::unique_ptr<OpenSession<Bare>> s, SessionServices& services) {
-  auto& entry = s->registration.entry();
+  auto& state = *s->state;
+  auto& entry = state.entry();
   const auto& cfg = s->policy->config;
   co_await std::visit(
       [&](auto& upstream_stream) -> asio::awaitable<void> {
         Relay relay(s->client, *upstream_stream, std::move(s->client_pending), std::move(s->upstream_pending), entry,
                     cfg.relay, s->pool, *services.events, *services.registry, cfg.relay.ping_interval * 2,
                     *services.ticker);
-        relay.on_upstream_gone([&] {
-          entry.counters().closed_ns.store(registry::now_ns(), std::memory_order_relaxed);
-          if (services.recorder) services.recorder->upstream_closed(entry);
-          s->leg.reset();
-          s->lease.release();
-        });
+        relay.on_upstream_gone([&] { state.upstream_gone(); });
         co_await relay.run();
         log_summary(entry, relay.closed_by, relay.close_code, relay.close_reason);
-        if (services.recorder) {
-          history::Ending how;
-          how.outcome = relay.reap_reason().empty() ? history::Outcome::completed : history::Outcome::reaped;
-          how.outcome_reason = relay.reap_reason();
-          how.closed_by = relay.closed_by;
-          if (relay.close_code) how.close_code = relay.close_code;
-          how.close_reason = relay.close_reason;
-          services.recorder->finished(entry, how);
-        }
+        auto how = ending(relay.reap_reason().empty() ? history::Outcome::completed : history::Outcome::reaped,
+                          relay.reap_reason(), relay.closed_by);
+        if (relay.close_code) how.close_code = relay.close_code;
+        how.close_reason = relay.close_reason;
+        state.finished(how);
       },
       s->upstream);
 }

@@ -78,14 +78,15 @@ TEST(Registry, AudioSecondsFromFormatElseMetadata) {
   EXPECT_DOUBLE_EQ(container->audio_seconds(), 3.25);
 }
 
-TEST(Registry, EndRequestReachesTheSessionHandler) {
+TEST(Registry, EndRequestReachesTheSessionHandlerAndIsKeptUntilThereIsOne) {
   Registry r;
   auto a = r.add(info(r, "t", sluice::protocol::Endpoint::listen_v1));
-  EXPECT_FALSE(a->request_end());
+  EXPECT_FALSE(a->request_end());  // not relaying yet: kept
   int calls = 0;
   a->set_end_handler([&] { ++calls; });
+  EXPECT_EQ(calls, 1) << "an end requested before the handler was lost";
   EXPECT_TRUE(r.find(a->info().id)->request_end());
-  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(calls, 2);
 }
 
 TEST(Registry, ConcurrentAddAndRemoveKeepsCount) {
