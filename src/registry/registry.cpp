@@ -12,8 +12,21 @@ std::string_view state_name(SessionState s) {
   return "unknown";
 }
 
+namespace {
+std::atomic<std::int64_t> wall_offset_ns{0};
+}  // namespace
+
+Clock::time_point wall_now() {
+  return Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                            std::chrono::nanoseconds(wall_offset_ns.load(std::memory_order_relaxed)));
+}
+
 std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(wall_now().time_since_epoch()).count();
+}
+
+void set_wall_offset_for_tests(std::chrono::nanoseconds offset) {
+  wall_offset_ns.store(offset.count(), std::memory_order_relaxed);
 }
 
 void SessionEntry::set_request_id(std::string id) {

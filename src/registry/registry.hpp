@@ -67,7 +67,13 @@ struct SessionCounters {
   std::atomic<int> state{static_cast<int>(SessionState::queued)};
 };
 
-std::int64_t now_ns();
+// The wall clock (system_clock), shifted by the offset a test set (see
+// set_wall_offset_for_tests; 0 otherwise).
+Clock::time_point wall_now();
+std::int64_t now_ns();  // wall_now() as nanoseconds since the epoch
+// Tests only: shifts the wall clock as seen by the gateway by `offset`, as an
+// NTP step or an operator setting the date would.
+void set_wall_offset_for_tests(std::chrono::nanoseconds offset);
 
 // A pause in client audio longer than this counts as idle time (open, billed,
 // but no audio).
