@@ -21,8 +21,12 @@ Clock::time_point wall_now() {
                             std::chrono::nanoseconds(wall_offset_ns.load(std::memory_order_relaxed)));
 }
 
-std::int64_t now_ns() {
+std::int64_t wall_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(wall_now().time_since_epoch()).count();
+}
+
+std::int64_t mono_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now().time_since_epoch()).count();
 }
 
 void set_wall_offset_for_tests(std::chrono::nanoseconds offset) {
@@ -136,7 +140,7 @@ std::vector<std::shared_ptr<SessionEntry>> Registry::list(const SessionFilter& f
     all.reserve(sessions_.size());
     for (const auto& [id, e] : sessions_) all.push_back(e);
   }
-  auto now = now_ns();
+  auto now = mono_ns();
   std::vector<std::shared_ptr<SessionEntry>> out;
   for (auto& e : all) {
     if (f.tenant && e->info().tenant != *f.tenant) continue;

@@ -160,9 +160,7 @@ std::string format_seconds(double s) { return fmt::format("{:.1f}s", s); }
 
 void log_summary(const registry::SessionEntry& e, std::string_view closed_by, int code, std::string_view reason) {
   const auto& c = e.counters();
-  auto age = static_cast<double>(registry::now_ns() -
-                                 std::chrono::duration_cast<std::chrono::nanoseconds>(e.info().accepted.time_since_epoch()).count()) /
-             1e9;
+  auto age = e.info().age_seconds(registry::mono_ns());
   spdlog::info(
       "[S{}] closed by {} ({} \"{}\") after {}: tenant={} path={} model={} request_id={} "
       "client->upstream {} msgs {} B (audio {} msgs, {} s, keepalive {}, finalize {}, closestream {}), "
@@ -251,7 +249,7 @@ HttpRefusal admission_refusal(const admission::AdmitResult& r, const std::string
 // A snapshot of every stream holding a pool, for upstream-429 forensics.
 boost::json::array pool_snapshot(const registry::Registry& registry, const std::string& pool) {
   boost::json::array out;
-  auto now = registry::now_ns();
+  auto now = registry::mono_ns();
   for (const auto& e : registry.list({.pool = pool})) {
     if (e->state() == registry::SessionState::queued) continue;
     const auto& c = e->counters();
@@ -261,9 +259,7 @@ boost::json::array pool_snapshot(const registry::Registry& registry, const std::
     o["request_id"] = rid.empty() ? boost::json::value(nullptr) : boost::json::value(rid);
     o["tenant"] = e->info().tenant;
     o["state"] = registry.display_state(*e, now);
-    o["age_seconds"] =
-        static_cast<double>(now - std::chrono::duration_cast<std::chrono::nanoseconds>(e->info().accepted.time_since_epoch()).count()) /
-        1e9;
+    o["age_seconds"] = e->info().age_seconds(now);
     auto last_audio = c.last_audio_ns.load();
     o["seconds_since_audio"] = last_audio ? boost::json::value(static_cast<double>(now - last_audio) / 1e9)
                                           : boost::json::value(nullptr);
@@ -389,7 +385,8 @@ asio::awaitable<std::unique_ptr<OpenSession<BareStream<ClientStream>>>> serve(Cl
   info.params = route.params;
   info.client_address = peer;
   info.user_agent = std::string(req[http::field::user_agent]);
-  info.accepted = registry::Clock::now();
+  info.accepted = registry::wall_now();
+  info.accepted_mono = registry::mono_ns();
   info.audio_bytes_per_second = route.audio_bytes_per_second;
   auto registration = services.registry->add(std::move(info));
   auto& entry = registration.entry();
@@ -438,7 +435,7 @@ asio::awaitable<std::unique_ptr<OpenSession<BareStream<ClientStream>>>> serve(Cl
   auto lease = std::move(admitted.lease);
   auto pool_cfg = services.admission->pool_config(*pool).value_or(config::PoolConfig{});
   entry.set_state(registry::SessionState::connecting);
-  entry.counters().admitted_ns.store(registry::now_ns(), std::memory_order_relaxed);
+  entry.counters().admitted_ns.store(registry::mono_ns(), std::memory_order_relaxed);
   if (services.recorder) services.recorder->admitted(registration.shared());
 
   // 6. Upstream first: the client is accepted only once the vendor said 101.
@@ -560,7 +557,7 @@ asio::awaitable<std::unique_ptr<OpenSession<BareStream<ClientStream>>>> serve(Cl
     co_return nullptr;
   }
   beast::get_lowest_layer(client).expires_never();
-  entry.counters().upstream_open_ns.store(registry::now_ns(), std::memory_order_relaxed);
+  entry.counters().upstream_open_ns.store(registry::mono_ns(), std::memory_order_relaxed);
   entry.set_state(registry::SessionState::open);
   if (services.recorder) services.recorder->opened(entry);
   spdlog::debug("[S{}] open: tenant={} pool={} {} request_id={} client={}", id, tenant, *pool,
@@ -590,7 +587,7 @@ asio::awaitable<void> relay_session(std::unique_ptr<OpenSession<Bare>> s, Sessio
                     cfg.relay, s->pool, *services.events, *services.registry, cfg.relay.ping_interval * 2,
                     *services.ticker);
         relay.on_upstream_gone([&] {
-          entry.counters().closed_ns.store(registry::now_ns(), std::memory_order_relaxed);
+          entry.counters().closed_ns.store(registry::mono_ns(), std::memory_order_relaxed);
           if (services.recorder) services.recorder->upstream_closed(entry);
           s->leg.reset();
           s->lease.release();
