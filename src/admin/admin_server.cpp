@@ -110,7 +110,7 @@ std::optional<double> parse_number(std::string_view s) {
 std::optional<std::int64_t> parse_time(const std::string& text) {
   if (auto n = parse_number(text)) return static_cast<std::int64_t>(*n * 1e9);
   try {
-    auto now = registry::now_ns() / 1000;
+    auto now = registry::wall_ns() / 1000;
     return history::parse_time(text, now) * 1000;
   } catch (const history::TimeError&) {
     return std::nullopt;
@@ -159,7 +159,7 @@ class Handler {
         return error_response(req, http::status::not_found, "not_found",
                               "no open session " + std::string(id_text));
       if (req.method() == http::verb::get)
-        return json_response(req, http::status::ok, session_json(*deps_.registry, *entry, registry::now_ns()));
+        return json_response(req, http::status::ok, session_json(*deps_.registry, *entry, registry::mono_ns()));
       if (req.method() == http::verb::delete_) {
         bool relaying = entry->request_end();
         json::object o;
@@ -315,7 +315,7 @@ class Handler {
                               "unknown filter '" + p.key + "' (known: tenant, pool, path, state, idle_for)");
       }
     }
-    auto now = registry::now_ns();
+    auto now = registry::mono_ns();
     json::array sessions;
     for (const auto& e : deps_.registry->list(f)) sessions.push_back(session_json(*deps_.registry, *e, now));
     json::object o;
@@ -338,8 +338,7 @@ class Handler {
     head.keep_alive(req.keep_alive());
     return Job([head = std::move(head), endpoint, params = std::move(params), store_url = deps_.store_url,
                 timeout = deps_.query_timeout, &queries = queries_] {
-      auto now = std::chrono::duration_cast<std::chrono::microseconds>(
-                     std::chrono::system_clock::now().time_since_epoch()).count();
+      auto now = registry::wall_ns() / 1000;
       try {
         auto answer = history_answer(endpoint, params, store_url, now, timeout);
         if (const auto* e = answer.body.if_contains("error"); e && e->is_string() && e->get_string() == "query_timeout")

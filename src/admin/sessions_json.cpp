@@ -10,9 +10,10 @@ using util::time_json;
 
 boost::json::object session_json(const registry::Registry& registry, const registry::SessionEntry& e,
                                  std::int64_t now) {
+  // `now` and the counters are steady; what is shown as an instant is the
+  // session's wall time for them (SessionInfo::to_wall_ns).
   const auto& i = e.info();
   const auto& c = e.counters();
-  auto accepted = std::chrono::duration_cast<std::chrono::nanoseconds>(i.accepted.time_since_epoch()).count();
   boost::json::object o;
   o["id"] = i.id;
   o["tenant"] = i.tenant;
@@ -27,12 +28,12 @@ boost::json::object session_json(const registry::Registry& registry, const regis
   auto rid = e.request_id();
   o["request_id"] = rid.empty() ? boost::json::value(nullptr) : boost::json::value(rid);
   o["state"] = registry.display_state(e, now);
-  o["accepted_at"] = time_json(accepted);
-  o["upstream_open_at"] = time_json(c.upstream_open_ns.load());
-  o["last_audio_at"] = time_json(c.last_audio_ns.load());
-  o["last_text_at"] = time_json(c.last_text_ns.load());
-  o["last_upstream_at"] = time_json(c.last_upstream_ns.load());
-  o["age_seconds"] = static_cast<double>(now - accepted) / 1e9;
+  o["accepted_at"] = time_json(i.accepted_ns());
+  o["upstream_open_at"] = time_json(i.to_wall_ns(c.upstream_open_ns.load()));
+  o["last_audio_at"] = time_json(i.to_wall_ns(c.last_audio_ns.load()));
+  o["last_text_at"] = time_json(i.to_wall_ns(c.last_text_ns.load()));
+  o["last_upstream_at"] = time_json(i.to_wall_ns(c.last_upstream_ns.load()));
+  o["age_seconds"] = i.age_seconds(now);
   o["idle_seconds"] = registry::Registry::idle_seconds(e, now);
   boost::json::object counters;
   counters["client_messages"] = c.client_messages.load();

@@ -6,7 +6,8 @@
 
 namespace sluice::admin {
 
+// `now` is steady (registry::mono_ns); instants are shown as wall times.
 boost::json::object session_json(const registry::Registry& registry, const registry::SessionEntry& e,
-                                 std::int64_t now_ns);
+                                 std::int64_t now);
 
 }  // namespace sluice::admin

@@ -9,7 +9,7 @@ namespace sluice::events {
 
 Event EventLog::record(std::string type, boost::json::object fields) {
   Event e;
-  e.time_ns = registry::now_ns();
+  e.time_ns = registry::wall_ns();
   e.type = std::move(type);
   e.fields = std::move(fields);
   std::vector<std::function<void(const Event&)>> sinks;

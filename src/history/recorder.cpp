@@ -16,12 +16,14 @@
 namespace sluice::history {
 namespace {
 
-Micros now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+// Wall time, for the run's own times and the concurrency of a stream without
+// a timestamp of its own.
+Micros now_us() { return registry::wall_ns() / 1000; }
 
-std::optional<Micros> us(std::int64_t ns) { return ns ? std::optional<Micros>(ns / 1000) : std::nullopt; }
+// A stream's steady timestamp (0: never) as the wall time it records.
+std::optional<Micros> us(const registry::SessionInfo& info, std::int64_t mono) {
+  return mono ? std::optional<Micros>(info.to_wall_ns(mono) / 1000) : std::nullopt;
+}
 
 }  // namespace
 
@@ -60,15 +62,17 @@ SessionRecord Recorder::snapshot(const registry::SessionEntry& e) const {
   r.params = boost::json::serialize(params);
   r.client_address = info.client_address;
   r.user_agent = info.user_agent;
-  r.accepted_at = std::chrono::duration_cast<std::chrono::microseconds>(info.accepted.time_since_epoch()).count();
-  r.admitted_at = us(c.admitted_ns.load(std::memory_order_relaxed));
-  r.opened_at = us(c.upstream_open_ns.load(std::memory_order_relaxed));
-  r.first_audio_at = us(c.first_audio_ns.load(std::memory_order_relaxed));
-  r.last_audio_at = us(c.last_audio_ns.load(std::memory_order_relaxed));
+  // Every time of the row is on the stream's own timeline: its wall-clock
+  // acceptance plus steady time since (see SessionInfo::to_wall_ns).
+  r.accepted_at = info.accepted_ns() / 1000;
+  r.admitted_at = us(info, c.admitted_ns.load(std::memory_order_relaxed));
+  r.opened_at = us(info, c.upstream_open_ns.load(std::memory_order_relaxed));
+  r.first_audio_at = us(info, c.first_audio_ns.load(std::memory_order_relaxed));
+  r.last_audio_at = us(info, c.last_audio_ns.load(std::memory_order_relaxed));
   auto closed = c.closed_ns.load(std::memory_order_relaxed);
-  r.closed_at = us(closed);
-  auto now = registry::now_ns();
-  r.last_seen_at = (closed ? closed : now) / 1000;
+  r.closed_at = us(info, closed);
+  auto now = registry::mono_ns();
+  r.last_seen_at = info.to_wall_ns(closed ? closed : now) / 1000;
   r.client_messages = static_cast<std::int64_t>(c.client_messages.load(std::memory_order_relaxed));
   r.client_bytes = static_cast<std::int64_t>(c.client_bytes.load(std::memory_order_relaxed));
   r.upstream_messages = static_cast<std::int64_t>(c.upstream_messages.load(std::memory_order_relaxed));
@@ -105,7 +109,7 @@ void Recorder::opened(const registry::SessionEntry& e) {
 
 void Recorder::upstream_closed(const registry::SessionEntry& e) {
   auto closed = e.counters().closed_ns.load(std::memory_order_relaxed);
-  count(e.info().pool, -1, closed ? closed / 1000 : now_us());
+  count(e.info().pool, -1, closed ? e.info().to_wall_ns(closed) / 1000 : now_us());
 }
 
 void Recorder::finished(const registry::SessionEntry& e, const Ending& how) { finish(e, how, true); }

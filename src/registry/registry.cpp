@@ -12,8 +12,25 @@ std::string_view state_name(SessionState s) {
   return "unknown";
 }
 
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+namespace {
+std::atomic<std::int64_t> wall_offset_ns{0};
+}  // namespace
+
+Clock::time_point wall_now() {
+  return Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                            std::chrono::nanoseconds(wall_offset_ns.load(std::memory_order_relaxed)));
+}
+
+std::int64_t wall_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(wall_now().time_since_epoch()).count();
+}
+
+std::int64_t mono_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now().time_since_epoch()).count();
+}
+
+void set_wall_offset_for_tests(std::chrono::nanoseconds offset) {
+  wall_offset_ns.store(offset.count(), std::memory_order_relaxed);
 }
 
 void SessionEntry::set_request_id(std::string id) {
@@ -129,7 +146,7 @@ std::vector<std::shared_ptr<SessionEntry>> Registry::list(const SessionFilter& f
     all.reserve(sessions_.size());
     for (const auto& [id, e] : sessions_) all.push_back(e);
   }
-  auto now = now_ns();
+  auto now = mono_ns();
   std::vector<std::shared_ptr<SessionEntry>> out;
   for (auto& e : all) {
     if (f.tenant && e->info().tenant != *f.tenant) continue;

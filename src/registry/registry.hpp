@@ -21,7 +21,13 @@
 
 namespace sluice::registry {
 
+// Two clocks. Deadlines and durations run on the steady clock (mono_ns): a
+// step of the wall clock (NTP, an operator setting the date) must neither reap
+// a healthy stream nor spare a dead one. Wall time (wall_now, wall_ns) is only
+// for what is recorded or shown; a session's steady timestamps become wall
+// times through its one anchor (SessionInfo::to_wall_ns).
 using Clock = std::chrono::system_clock;
+using SteadyClock = std::chrono::steady_clock;
 using SessionId = std::uint64_t;
 
 enum class SessionState : int { queued, connecting, open, closing };
@@ -38,8 +44,21 @@ struct SessionInfo {
   std::vector<std::pair<std::string, std::string>> params;
   std::string client_address;
   std::string user_agent;
+  // When the upgrade request was read, on both clocks: the session's anchor.
   Clock::time_point accepted;
+  std::int64_t accepted_mono = 0;  // mono_ns() at `accepted`
   double audio_bytes_per_second = 0;  // 0: raw format unknown
+
+  // Wall nanoseconds since the epoch of `accepted`.
+  std::int64_t accepted_ns() const {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(accepted.time_since_epoch()).count();
+  }
+  // The wall time (ns since the epoch) of `mono`, one of this session's steady
+  // timestamps: accepted + (mono - accepted_mono), so the session's durations
+  // stay exact whatever the wall clock does meanwhile. 0 ("never") stays 0.
+  std::int64_t to_wall_ns(std::int64_t mono) const { return mono ? accepted_ns() + (mono - accepted_mono) : 0; }
+  // Seconds since the upgrade request was read, at steady time `now`.
+  double age_seconds(std::int64_t now) const { return static_cast<double>(now - accepted_mono) / 1e9; }
 };
 
 // Adds to a counter that has one writer (its stream's relay, on one thread at
@@ -57,7 +76,8 @@ struct SessionCounters {
   std::atomic<std::uint64_t> upstream_messages{0}, upstream_bytes{0};
   std::atomic<std::uint64_t> audio_messages{0}, audio_bytes{0};
   std::atomic<std::uint64_t> keep_alive{0}, finalize{0}, close_stream{0};
-  // Nanoseconds since the epoch (system clock); 0 = never.
+  // Steady-clock nanoseconds (mono_ns); 0 = never. Shown and recorded as
+  // wall time through SessionInfo::to_wall_ns.
   std::atomic<std::int64_t> upstream_open_ns{0}, last_audio_ns{0}, last_text_ns{0}, last_upstream_ns{0};
   std::atomic<std::int64_t> last_keep_alive_ns{0};
   // For the history: admitted to its pool, first client audio, upstream leg
@@ -67,13 +87,22 @@ struct SessionCounters {
   std::atomic<int> state{static_cast<int>(SessionState::queued)};
 };
 
-std::int64_t now_ns();
+// The wall clock (system_clock), shifted by the offset a test set (see
+// set_wall_offset_for_tests; 0 otherwise): for what is recorded or shown.
+Clock::time_point wall_now();
+std::int64_t wall_ns();  // wall_now() as nanoseconds since the epoch
+// The steady clock in nanoseconds: for deadlines, durations and every
+// timestamp a session keeps (one read per message on the relay path).
+std::int64_t mono_ns();
+// Tests only: shifts the wall clock as seen by the gateway by `offset`, as an
+// NTP step or an operator setting the date would.
+void set_wall_offset_for_tests(std::chrono::nanoseconds offset);
 
 // A pause in client audio longer than this counts as idle time (open, billed,
 // but no audio).
 constexpr std::int64_t kSilentGapNs = 1'000'000'000;
 
-// Notes an audio frame arriving at `now` (the relay's hot path: a few relaxed
+// Notes an audio frame arriving at steady time `now` (the relay's hot path: a few relaxed
 // atomics, no lock).
 inline void note_audio(SessionCounters& c, std::int64_t now) {
   auto prev = c.last_audio_ns.load(std::memory_order_relaxed);
@@ -91,7 +120,7 @@ class SessionEntry {
 
   const SessionInfo& info() const { return info_; }
   // Idle seconds so far (see kSilentGapNs), counting the current silence up
-  // to `until` when it is already longer than the gap.
+  // to `until` (steady) when it is already longer than the gap.
   double idle_seconds_until(std::int64_t until) const;
   SessionCounters& counters() { return counters_; }
   const SessionCounters& counters() const { return counters_; }
@@ -167,6 +196,7 @@ class Registry {
   std::vector<std::shared_ptr<SessionEntry>> list(const SessionFilter& filter = {}) const;
   std::size_t size() const;
 
+  // `now` is steady (mono_ns) in these three.
   // True when the stream has had no audio for idle_after and has been kept
   // open by KeepAlive messages since its last audio.
   bool keep_alive_only(const SessionEntry& e, std::int64_t now) const;

@@ -193,7 +193,7 @@ class Relay {
     bool timed_out = false;       // ... because the leg fell silent
     bool done = false;            // its pump has ended
     bool mid_frame = false;       // the pump writing to it holds its gate inside a frame
-    std::int64_t last_read_ns = 0;
+    std::int64_t last_read_ns = 0;   // these four: steady (registry::mono_ns)
     std::int64_t ping_sent_ns = 0;   // 0: no ping outstanding
     std::int64_t close_sent_ns = 0;
     std::int64_t write_since_ns = 0;  // a blocked write to it in progress since
@@ -201,7 +201,7 @@ class Relay {
 
   template <class Stream>
   void prepare(Leg<Stream>& leg) {
-    leg.last_read_ns = registry::now_ns();
+    leg.last_read_ns = registry::mono_ns();
     if constexpr (is_plain<Stream>) {
       boost::system::error_code ignored;
       leg.stream.non_blocking(true, ignored);  // for writes that never wait
@@ -299,7 +299,7 @@ class Relay {
       co_await leg.gate.acquire();
     }
     leg.close_sent = true;
-    leg.close_sent_ns = registry::now_ns();
+    leg.close_sent_ns = registry::mono_ns();
     leg.gate.release();  // free: send_own takes it again without waiting
     co_await send_own(leg, std::move(frame), may_wait);
     if (leg.client) client_handshake_done();
@@ -325,7 +325,7 @@ class Relay {
       if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) ec = {};
     }
     if (!ec && done < n && !to.cut) {
-      to.write_since_ns = registry::now_ns();
+      to.write_since_ns = registry::mono_ns();
       auto [wec, wn] = co_await boost::asio::async_write(to.stream, boost::asio::buffer(p + done, n - done), use_tuple);
       (void)wn;
       to.write_since_ns = 0;
@@ -343,7 +343,7 @@ class Relay {
 
   // Per message, from the client: counters and the sniffed type of text.
   void on_client_message(bool text, std::uint64_t size, std::string_view sniffed) {
-    auto now = registry::now_ns();
+    auto now = registry::mono_ns();
     registry::bump(counters_.client_messages, std::uint64_t{1});
     registry::bump(counters_.client_bytes, size);
     if (!text) {
@@ -372,7 +372,7 @@ class Relay {
 
   // Per message, from the upstream: counters, and Metadata/Connected read.
   void on_upstream_message(bool text, std::uint64_t size, std::string_view sniffed) {
-    auto now = registry::now_ns();
+    auto now = registry::mono_ns();
     registry::bump(counters_.upstream_messages, std::uint64_t{1});
     registry::bump(counters_.upstream_bytes, size);
     counters_.last_upstream_ns.store(now, std::memory_order_relaxed);
@@ -446,7 +446,7 @@ class Relay {
         co_await leg_lost(from, to, ec);
         break;
       }
-      auto now = registry::now_ns();
+      auto now = registry::mono_ns();
       from.last_read_ns = now;
       from.ping_sent_ns = 0;
       auto total = from.carry + n;
@@ -615,7 +615,7 @@ class Relay {
   void reap(std::string_view reason, std::string_view detail) {
     if (!reap_reason_.empty()) return;
     reap_reason_ = std::string(reason);
-    auto now = registry::now_ns();
+    auto now = registry::mono_ns();
     boost::json::object ev;
     ev["session_id"] = entry_.info().id;
     ev["tenant"] = entry_.info().tenant;
@@ -623,10 +623,7 @@ class Relay {
     ev["request_id"] = entry_.request_id();
     ev["reason"] = reason;
     ev["detail"] = detail;
-    ev["age_seconds"] = static_cast<double>(now - std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                                      entry_.info().accepted.time_since_epoch())
-                                                      .count()) /
-                        1e9;
+    ev["age_seconds"] = entry_.info().age_seconds(now);
     ev["idle_seconds"] = registry::Registry::idle_seconds(entry_, now);
     ev["keep_alive_only"] = registry_.keep_alive_only(entry_, now);
     events_.record("reap", std::move(ev));
@@ -676,15 +673,12 @@ class Relay {
       control_->timer.expires_at(boost::asio::steady_timer::time_point::max());
       co_await control_->timer.async_wait(use_tuple);
       if (pumps_done_ == 2) break;
-      auto now = registry::now_ns();
+      auto now = registry::mono_ns();
       co_await check_leg(client_, upstream_, now, client_liveness_ns_);
       co_await check_leg(upstream_, client_, now, upstream_liveness_ns_);
       if (pumps_done_ == 2) break;
       if (!ending) {
-        auto age = static_cast<double>(now - std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                                 entry_.info().accepted.time_since_epoch())
-                                                 .count()) /
-                   1e9;
+        auto age = entry_.info().age_seconds(now);
         auto idle = registry::Registry::idle_seconds(entry_, now);
         if (client_.write_since_ns && now - client_.write_since_ns >= client_liveness_ns_ && !client_.cut) {
           // The client stopped reading: nothing can be delivered to it.

@@ -203,9 +203,7 @@ std::string format_seconds(double s) { return fmt::format("{:.1f}s", s); }
 
 void log_summary(const registry::SessionEntry& e, std::string_view closed_by, int code, std::string_view reason) {
   const auto& c = e.counters();
-  auto age = static_cast<double>(registry::now_ns() -
-                                 std::chrono::duration_cast<std::chrono::nanoseconds>(e.info().accepted.time_since_epoch()).count()) /
-             1e9;
+  auto age = e.info().age_seconds(registry::mono_ns());
   spdlog::info(
       "[S{}] closed by {} ({} \"{}\") after {}: tenant={} path={} model={} request_id={} "
       "client->upstream {} msgs {} B (audio {} msgs, {} s, keepalive {}, finalize {}, closestream {}), "
@@ -304,7 +302,7 @@ HttpRefusal admission_refusal(const admission::AdmitResult& r, const std::string
 // A snapshot of every stream holding a pool, for upstream-429 forensics.
 boost::json::array pool_snapshot(const registry::Registry& registry, const std::string& pool) {
   boost::json::array out;
-  auto now = registry::now_ns();
+  auto now = registry::mono_ns();
   for (const auto& e : registry.list({.pool = pool})) {
     if (e->state() == registry::SessionState::queued) continue;
     const auto& c = e->counters();
@@ -314,9 +312,7 @@ boost::json::array pool_snapshot(const registry::Registry& registry, const std::
     o["request_id"] = rid.empty() ? boost::json::value(nullptr) : boost::json::value(rid);
     o["tenant"] = e->info().tenant;
     o["state"] = registry.display_state(*e, now);
-    o["age_seconds"] =
-        static_cast<double>(now - std::chrono::duration_cast<std::chrono::nanoseconds>(e->info().accepted.time_since_epoch()).count()) /
-        1e9;
+    o["age_seconds"] = e->info().age_seconds(now);
     auto last_audio = c.last_audio_ns.load();
     o["seconds_since_audio"] = last_audio ? boost::json::value(static_cast<double>(now - last_audio) / 1e9)
                                           : boost::json::value(nullptr);
@@ -498,7 +494,8 @@ std::unique_ptr<StreamState> register_stream(SessionServices& services, const Se
   info.params = route.params;
   info.client_address = peer;
   info.user_agent = std::string(req[http::field::user_agent]);
-  info.accepted = registry::Clock::now();
+  info.accepted = registry::wall_now();
+  info.accepted_mono = registry::mono_ns();
   info.audio_bytes_per_second = route.audio_bytes_per_second;
   return std::make_unique<StreamState>(services.recorder, services.registry->add(std::move(info)));
 }

@@ -26,7 +26,7 @@ double StreamState::seconds_since_arrival() const {
 void StreamState::admitted(admission::Lease lease) {
   lease_ = std::move(lease);
   entry().set_state(registry::SessionState::connecting);
-  entry().counters().admitted_ns.store(registry::now_ns(), std::memory_order_relaxed);
+  entry().counters().admitted_ns.store(registry::mono_ns(), std::memory_order_relaxed);
   if (recorder_) recorder_->admitted(registration_.shared());
   admitted_ = true;
 }
@@ -36,7 +36,7 @@ void StreamState::connecting() {
 }
 
 void StreamState::opened() {
-  entry().counters().upstream_open_ns.store(registry::now_ns(), std::memory_order_relaxed);
+  entry().counters().upstream_open_ns.store(registry::mono_ns(), std::memory_order_relaxed);
   entry().set_state(registry::SessionState::open);
   opened_ = true;
   if (recorder_) recorder_->opened(entry());
@@ -46,7 +46,7 @@ void StreamState::upstream_gone() {
   if (upstream_gone_) return;
   upstream_gone_ = true;
   if (opened_) {
-    entry().counters().closed_ns.store(registry::now_ns(), std::memory_order_relaxed);
+    entry().counters().closed_ns.store(registry::mono_ns(), std::memory_order_relaxed);
     if (recorder_) recorder_->upstream_closed(entry());
   }
   leg_.reset();

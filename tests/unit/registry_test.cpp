@@ -12,7 +12,8 @@ SessionInfo info(Registry& r, std::string tenant, sluice::protocol::Endpoint ep)
   i.id = r.next_id();
   i.tenant = std::move(tenant);
   i.endpoint = ep;
-  i.accepted = Clock::now();
+  i.accepted = wall_now();
+  i.accepted_mono = mono_ns();
   return i;
 }
 }  // namespace
@@ -40,7 +41,7 @@ TEST(Registry, FiltersByTenantPathStateAndIdleness) {
   auto a = r.add(info(r, "acme", sluice::protocol::Endpoint::listen_v1));
   auto b = r.add(info(r, "globex", sluice::protocol::Endpoint::speak_v1));
   auto c = r.add(info(r, "acme", sluice::protocol::Endpoint::listen_v2));
-  auto now = now_ns();
+  auto now = mono_ns();
   // a: open, audio just now. b: open, no audio for 60 s. c: still queued.
   a->set_state(SessionState::open);
   a->counters().upstream_open_ns = now - 100'000'000'000;
@@ -60,6 +61,44 @@ TEST(Registry, FiltersByTenantPathStateAndIdleness) {
   ASSERT_EQ(idle30.size(), 1u);
   EXPECT_EQ(idle30[0]->info().tenant, "globex");
   EXPECT_EQ(r.list({.tenant = "acme", .idle_for = 30.0}).size(), 0u);
+}
+
+TEST(Registry, SteadyTimestampsShowAsWallTimesThroughTheSessionsAnchor) {
+  SessionInfo i;
+  i.accepted = Clock::time_point(std::chrono::seconds(1'800'000'000));
+  i.accepted_mono = 5'000'000'000;
+  const std::int64_t accepted = 1'800'000'000'000'000'000;
+  EXPECT_EQ(i.accepted_ns(), accepted);
+  EXPECT_EQ(i.to_wall_ns(0), 0);  // never stays never
+  EXPECT_EQ(i.to_wall_ns(5'000'000'000), accepted);
+  EXPECT_EQ(i.to_wall_ns(6'500'000'123), accepted + 1'500'000'123);
+  EXPECT_DOUBLE_EQ(i.age_seconds(7'500'000'000), 2.5);
+  // A wall-clock step moves neither: the anchor was taken once.
+  set_wall_offset_for_tests(std::chrono::hours(2));
+  EXPECT_EQ(i.to_wall_ns(6'500'000'123), accepted + 1'500'000'123);
+  EXPECT_DOUBLE_EQ(i.age_seconds(7'500'000'000), 2.5);
+  set_wall_offset_for_tests(std::chrono::nanoseconds(0));
+}
+
+TEST(Registry, WallClockStepMovesWallTimeOnlyAndLeavesIdlenessAlone) {
+  Registry r(std::chrono::seconds(5));
+  auto a = r.add(info(r, "acme", sluice::protocol::Endpoint::listen_v1));
+  a->set_state(SessionState::open);
+  a->counters().upstream_open_ns = mono_ns();
+  sluice::registry::note_audio(a->counters(), mono_ns());
+  const auto wall0 = wall_ns(), mono0 = mono_ns();
+  constexpr std::int64_t two_hours = 7'200'000'000'000;
+  set_wall_offset_for_tests(std::chrono::hours(2));
+  const auto wall1 = wall_ns(), mono1 = mono_ns();
+  EXPECT_GE(wall1 - wall0, two_hours);
+  EXPECT_LT(mono1 - mono0, two_hours / 2);
+  EXPECT_EQ(r.list({.state = "idle"}).size(), 0u);
+  EXPECT_EQ(r.list({.idle_for = 60.0}).size(), 0u);
+  EXPECT_LT(Registry::idle_seconds(a.entry(), mono1), 60);
+  EXPECT_LT(a->info().age_seconds(mono1), 60);
+  EXPECT_LT(a->idle_seconds_until(mono1), 60);
+  set_wall_offset_for_tests(std::chrono::nanoseconds(0));
+  EXPECT_LT(wall_ns() - wall0, two_hours / 2);
 }
 
 TEST(Registry, AudioSecondsFromFormatElseMetadata) {
