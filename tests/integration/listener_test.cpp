@@ -1,7 +1,7 @@
 // The accept loop out of descriptors: with RLIMIT_NOFILE lowered so that
 // every accept fails with EMFILE, the loop backs off instead of spinning, says
 // so once, counts it for /metrics, and accepts the waiting connections once
-// descriptors are free.
+// descriptors are free. `sluice serve` takes the hard open-file limit.
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
@@ -22,12 +22,16 @@
 #include <cstring>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <future>
+#include <optional>
+#include <sstream>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "child_process.hpp"
 #include "net/listener.hpp"
 #include "stack.hpp"
 
@@ -230,4 +234,32 @@ TEST(Listener, MetricsCountFailedAcceptsPerListenerAndReason) {
       auto series = std::string("sluice_accept_errors_total{listener=\"") + listener + "\",reason=\"" + reason + "\"} ";
       EXPECT_NE(body.find(series), std::string::npos) << series;
     }
+}
+
+TEST(Process, ServeRaisesTheOpenFileSoftLimitToTheHardOne) {
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  if (saved.rlim_max != RLIM_INFINITY && saved.rlim_max <= 256) GTEST_SKIP() << "hard limit " << saved.rlim_max;
+  std::optional<ChildProcess> gw;
+  {
+    // The child inherits a low soft limit; the test's own is restored at once.
+    struct Restore {
+      rlimit& r;
+      ~Restore() { ::setrlimit(RLIMIT_NOFILE, &r); }
+    } restore{saved};
+    rlimit low = saved;
+    low.rlim_cur = 256;
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+    gw.emplace(std::vector<std::string>{SLUICE_BINARY, "serve", "--listen", "127.0.0.1:0", "--admin-listen",
+                                        "127.0.0.1:0", "--upstream", "ws://127.0.0.1:1", "--admin-token-file",
+                                        "/tmp/sluice-test-admin.token", "--log-level", "warn"});
+  }
+  gw->wait_for_line(R"(listening on 127\.0\.0\.1:(\d+) admin)");
+  std::ifstream limits("/proc/" + std::to_string(gw->pid()) + "/limits");
+  std::string line, soft, hard;
+  while (std::getline(limits, line))
+    if (line.rfind("Max open files", 0) == 0) std::istringstream(line.substr(14)) >> soft >> hard;
+  auto expected = saved.rlim_max == RLIM_INFINITY ? std::string("unlimited") : std::to_string(saved.rlim_max);
+  EXPECT_EQ(hard, expected);
+  EXPECT_EQ(soft, expected) << "the gateway kept the soft limit it was started with (256)";
 }
