@@ -4,6 +4,7 @@
 
 #include "admission/controller.hpp"
 #include "history/recorder.hpp"
+#include "net/listener.hpp"
 #include "registry/registry.hpp"
 
 namespace sluice::admin {
@@ -46,6 +47,10 @@ std::string render_metrics(const registry::Registry& registry, const admission::
     out += fmt::format("{} {}\n", name, v);
   };
   one("sluice_sessions_registered", "gauge", "Streams in the live registry (queued to closing).", registry.size());
+  family(out, "sluice_accept_errors_total", "counter",
+         "Failed accepts by listener and reason (emfile, enfile, enobufs, enomem: the listener backs off; other).");
+  for (const auto& e : net::accept_error_counts())
+    out += fmt::format("sluice_accept_errors_total{{listener=\"{}\",reason=\"{}\"}} {}\n", e.listener, e.reason, e.total);
   if (recorder) {
     auto s = recorder->stats();
     one("sluice_history_sessions_written_total", "counter", "Session row writes committed.", s.sessions_written);

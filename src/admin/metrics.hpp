@@ -1,6 +1,6 @@
 #pragma once
-// GET /metrics: the Prometheus text exposition of the pools and the history
-// recorder (no secrets, no tenant names).
+// GET /metrics: the Prometheus text exposition of the pools, the listeners'
+// failed accepts and the history recorder (no secrets, no tenant names).
 #include <cstdint>
 #include <string>
 

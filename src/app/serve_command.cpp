@@ -7,11 +7,15 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <string>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <thread>
 
@@ -42,6 +46,29 @@ struct ServeOptions {
 
 const char* env_lookup(const char* name) { return std::getenv(name); }
 
+std::string rlimit_text(rlim_t v) { return v == RLIM_INFINITY ? "unlimited" : std::to_string(v); }
+
+// Two descriptors per stream: the soft limit (often 1024) would cap the
+// gateway long before the hard one, so take the hard one.
+void raise_open_file_limit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    spdlog::warn("open files: cannot read RLIMIT_NOFILE: {}", std::strerror(errno));
+    return;
+  }
+  const rlim_t soft = rl.rlim_cur;
+  if (soft != rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+      spdlog::warn("open files: cannot raise the soft limit {} to the hard limit {}: {}", rlimit_text(soft),
+                   rlimit_text(rl.rlim_max), std::strerror(errno));
+      return;
+    }
+  }
+  spdlog::info("open files: soft limit {} (was {}), hard limit {}", rlimit_text(rl.rlim_cur), rlimit_text(soft),
+               rlimit_text(rl.rlim_max));
+}
+
 // The file, then the environment, then the flags.
 config::Config load_effective_config(const ServeOptions& o) {
   config::Config cfg;
@@ -66,6 +93,7 @@ int run_serve(const ServeOptions& o) {
     return 2;
   }
   setup_logging(cfg.log.level);
+  raise_open_file_limit();
 
   boost::asio::io_context ioc(cfg.threads);
   std::unique_ptr<sim::Simulator> simulator;

@@ -3,21 +3,29 @@
 // once), then hands each accepted socket to a handler coroutine spawned on a
 // strand of its own, or, when the io_context runs on one thread only, on the
 // io_context's own executor (a strand there would only add a lock and a queue
-// to every completion). Thread safety: construct, start and stop from one
-// thread.
+// to every completion). An accept that fails for want of a resource (EMFILE,
+// ENFILE, ENOBUFS, ENOMEM) is retried after a pause, 10 ms doubling up to 1 s
+// until an accept succeeds, and logged once per such episode; every failed
+// accept is counted (accept_error_counts). Thread safety: construct, start
+// and stop from one thread.
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace sluice::net {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
+
+struct AcceptErrorCounters;
 
 class Listener {
  public:
@@ -42,7 +50,19 @@ class Listener {
   Handler handler_;
   std::string name_;
   bool strand_per_connection_;
+  asio::steady_timer backoff_;  // the pause after a failed accept
+  AcceptErrorCounters* errors_;  // this listener name's counters (process-wide)
 };
+
+// Failed accepts since the process started, by listener name and reason
+// ("emfile", "enfile", "enobufs", "enomem", "other"); listeners of one name
+// share a count. Every reason of every listener made so far is listed, from 0.
+struct AcceptErrorCount {
+  std::string listener;
+  std::string reason;
+  std::uint64_t total = 0;
+};
+std::vector<AcceptErrorCount> accept_error_counts();
 
 // Parses "HOST:PORT" (IPv4, [IPv6] or a name that resolves synchronously; use
 // only at startup). Throws std::invalid_argument saying what was expected.

@@ -3,8 +3,12 @@
 // hygiene reaps, SIGTERM drain and SIGHUP reload.
 #include <signal.h>
 
+#include <boost/asio/steady_timer.hpp>
+
 #include <atomic>
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <random>
 
 #include "child_process.hpp"
@@ -60,7 +64,10 @@ TEST(Admission, PoolLimitHoldsTheVendorBelowItsLimitAndQueuesTheRest) {
   sc.default_limits[protocol::Family::streaming] = L;  // the vendor's real limit
   Stack s(sc, streaming_pool(L, 3.0));
   std::vector<std::unique_ptr<Client>> clients(3 * L);
-  std::vector<std::thread> threads;
+  // Thread i opens client i and is done with it before the test's thread
+  // takes it over (open_order under the mutex, or the join). A jthread: a
+  // failed assertion that leaves early joins instead of terminating.
+  std::vector<std::jthread> threads;
   std::atomic<int> opened{0};
   std::vector<int> open_order;
   std::vector<char> refused(3 * L, 0);
@@ -289,23 +296,53 @@ TEST(Admission, MaxDurationIsReapedWithItsFinalsDelivered) {
   Stack s({}, streaming_pool(5, 1.0, [](config::PoolConfig& p) { p.max_duration = config::Seconds(1); }));
   Client c;
   ASSERT_TRUE(c.open(s.port(), kListen, "Token k"));
-  std::atomic<bool> sending{true};
-  std::thread feeder([&] {
-    while (sending) {
-      beast::error_code ec;
-      // Writes from another thread than the reader are fine for Beast's sync API only
-      // when serialized; the reader below only reads, this thread only writes.
-      c.ws.binary(true);
-      c.ws.write(asio::buffer(linear16_silence(0.1)), ec);
-      if (ec) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  });
-  auto meta = c.read_until_type("Metadata");
-  sending = false;
+  // This thread alone drives the websocket, with asynchronous operations on
+  // the client's own io_context: a frame every 100 ms until the Metadata
+  // arrives, and reads until the close (a read and a write may be
+  // outstanding together; Beast serializes the close it answers).
+  const std::string chunk = linear16_silence(0.1);
+  asio::steady_timer pace(c.ioc);
+  beast::flat_buffer buf;
+  std::optional<boost::json::object> meta;
+  bool closed = false;
+  std::function<void()> feed = [&] {
+    if (meta || closed) return;
+    c.ws.binary(true);
+    c.ws.async_write(asio::buffer(chunk), [&](beast::error_code ec, std::size_t) {
+      if (ec) return;
+      pace.expires_after(std::chrono::milliseconds(100));
+      pace.async_wait([&](beast::error_code wec) {
+        if (!wec) feed();
+      });
+    });
+  };
+  std::function<void()> read_next = [&] {
+    c.ws.async_read(buf, [&](beast::error_code ec, std::size_t) {
+      if (ec) {
+        c.error = ec;
+        closed = true;
+        pace.cancel();
+        return;
+      }
+      if (c.ws.got_text() && !meta) {
+        auto v = boost::json::parse(beast::buffers_to_string(buf.data()));
+        if (v.is_object() && v.as_object().contains("type") && v.as_object().at("type").as_string() == "Metadata")
+          meta = v.as_object();
+      }
+      buf.consume(buf.size());
+      read_next();
+    });
+  };
+  feed();
+  read_next();
+  c.ioc.run_for(std::chrono::seconds(20));  // returns once the stream is closed
+  EXPECT_TRUE(closed) << "the stream was not closed within 20 s";
+  if (!closed) {
+    beast::get_lowest_layer(c.ws).close();
+    c.ioc.restart();
+    c.ioc.run_for(std::chrono::seconds(5));
+  }
   EXPECT_TRUE(meta);
-  c.read_until_close();
-  feeder.join();
   auto reaps = s.gateway().events().list({.type = "reap"});
   ASSERT_EQ(reaps.size(), 1u);
   EXPECT_EQ(reaps[0].fields.at("reason").as_string(), "max_duration");
