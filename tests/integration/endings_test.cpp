@@ -125,12 +125,21 @@ class Topology {
   }
 
   // Waits (bounded) until no lease is held and the vendor counts no stream;
-  // returns how long that took from `since`, or a negative number.
+  // returns how long that took from `since`, or a negative number. The time
+  // the lease alone took is kept in lease_ms.
   double released_after(SteadyClock::time_point since) {
-    bool ok = eventually([&] { return leases() == 0 && vendor_open() == 0; }, std::chrono::seconds(20));
+    lease_ms = -1;
+    bool ok = eventually(
+        [&] {
+          if (lease_ms < 0 && leases() == 0)
+            lease_ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - since).count();
+          return lease_ms >= 0 && vendor_open() == 0;
+        },
+        std::chrono::seconds(20));
     if (!ok) return -1;
     return std::chrono::duration<double, std::milli>(SteadyClock::now() - since).count();
   }
+  double lease_ms = -1;
 
  private:
   bool tls_;
@@ -242,8 +251,8 @@ class Endings : public ::testing::TestWithParam<bool> {
   // Checks and reports the time from the end to the release.
   void expect_prompt(const char* ending, double ms) {
     ASSERT_GE(ms, 0) << ending << ": lease or vendor stream still held after 20 s";
-    std::printf("[ending] %-24s %-5s lease and vendor stream back after %6.1f ms\n", ending,
-                GetParam() ? "tls" : "plain", ms);
+    std::printf("[ending] %-24s %-5s lease back after %6.1f ms, vendor stream closed after %6.1f ms\n", ending,
+                GetParam() ? "tls" : "plain", topology_->lease_ms, ms);
     RecordProperty(std::string(ending) + (GetParam() ? ".tls_ms" : ".plain_ms"), static_cast<int>(ms));
     const double bound_ms = std::chrono::duration<double, std::milli>(kBound).count();
     EXPECT_LT(ms, bound_ms) << ending;
@@ -391,9 +400,11 @@ TEST(EndingsRelay, EndRequestedWhileConnectingEndsTheStreamOnceOpen) {
   sc.faults.handshake_delay = std::chrono::milliseconds(300);
   Stack s(sc, [](config::Config& c, Stack&) { far_timeouts(c); });
   std::thread opener([&] {
-    RawClient c(s.port(), kListen, "");
-    EXPECT_FALSE(c.error) << c.error.message();
-    EXPECT_EQ(server_close_code(c.read_to_end()), 1000);
+    // Beast's client: what follows the 101 at once (the results and the
+    // close) may arrive with it, in the handshake's buffer.
+    Client c;
+    EXPECT_TRUE(c.open(s.port(), kListen, "Token k")) << c.error.message();
+    EXPECT_EQ(c.read_until_close(), 1000);
   });
   ASSERT_TRUE(eventually([&] { return s.registry().size() == 1; }));
   auto id = s.registry().list().front()->info().id;
