@@ -206,10 +206,6 @@ class PooledReader {
     inq_ = ::setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_INQ, &on, sizeof on) == 0;
   }
 
-  // Whether reads know what is left behind them (TCP_INQ); without it every
-  // read is followed by an attempt.
-  bool knows_what_is_left() const { return inq_; }
-
   // Reads some bytes. On completion `slot` holds a block starting with the
   // `prefix_size` (at most 16) bytes of `prefix`, followed by the bytes read;
   // the handler gets the number of bytes read (after the prefix). `slot` must

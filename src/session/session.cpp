@@ -372,10 +372,15 @@ std::chrono::steady_clock::duration handshake_deadline(const config::Config& cfg
 // The one way a stream that cannot go on ends: its history row (when it is
 // registered), one log line, and the answer to the client (when it is still
 // there), under the handshake deadline.
-template <class ClientStream>
-asio::awaitable<void> refuse(ClientStream& stream, Refused r, StreamState* state, const config::Config& cfg) {
+// The part of a refusal that needs no client: the row and the log line.
+void record_refusal(const Refused& r, StreamState* state) {
   if (state && r.ending) state->not_opened(*r.ending);
   if (!r.log.empty()) spdlog::log(r.level, "{}", r.log);
+}
+
+template <class ClientStream>
+asio::awaitable<void> refuse(ClientStream& stream, Refused r, StreamState* state, const config::Config& cfg) {
+  record_refusal(r, state);
   if (!r.answer) co_return;
   beast::get_lowest_layer(stream).expires_after(handshake_deadline(cfg));
   co_await send_refusal(stream, *r.answer, state ? state->id() : 0);
@@ -724,9 +729,7 @@ asio::awaitable<std::unique_ptr<OpenSession<BareStream<ClientStream>>>> serve(Cl
       boost::system::error_code ignored;
       relay_detail::socket_of(*up).close(ignored);
     }, conn->stream);
-    Refused r = std::move(client.refusal());
-    state->not_opened(*r.ending);
-    spdlog::log(r.level, "{}", r.log);
+    record_refusal(client.refusal(), state.get());  // the client is gone: nothing to answer
     co_return nullptr;
   }
   state->opened();
