@@ -155,7 +155,6 @@ void Gateway::end_all_sessions() {
 
 void Gateway::stop() {
   stop_accepting();
-  stopped_ = true;
   admin_->stop();
 }
 

@@ -71,7 +71,6 @@ class Gateway {
   std::unique_ptr<net::Listener> listener_;
   std::unique_ptr<admin::AdminServer> admin_;
   std::atomic<bool> ready_{false};
-  std::atomic<bool> stopped_{false};
 };
 
 }  // namespace sluice::server
