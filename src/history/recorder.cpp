@@ -89,7 +89,6 @@ void Recorder::put(SessionRecord r) {
   Key key{r.run_id, r.session_id};
   std::lock_guard lock(mutex_);
   pending_.insert_or_assign(key, std::move(r));
-  ++handed_;
 }
 
 void Recorder::admitted(const std::shared_ptr<registry::SessionEntry>& e) {
@@ -153,7 +152,6 @@ void Recorder::event(const events::Event& ev) {
     return;
   }
   events_.push_back(std::move(r));
-  ++handed_;
 }
 
 // Per pool, the open count and the current second's maximum and minimum;
@@ -216,14 +214,16 @@ void Recorder::run() {
   auto next_heartbeat = now_us() + options_.heartbeat;
   auto next_retention = now_us();
   Micros backoff = 0;
+  std::uint64_t flushes_seen = 0;  // a failed pass leaves its flushes to the next, after the backoff
   for (;;) {
     bool stopping, flushing;
+    std::uint64_t flushes;
     {
       std::unique_lock lock(mutex_);
       auto wait = std::chrono::microseconds(std::max<Micros>(options_.flush_interval, backoff));
-      wake_.wait_for(lock, wait, [&] { return stopping_ || flush_requested_; });
-      flushing = flush_requested_;
-      flush_requested_ = false;
+      wake_.wait_for(lock, wait, [&] { return stopping_ || flushes_requested_ > flushes_seen; });
+      flushes = flushes_seen = flushes_requested_;
+      flushing = flushes > flushes_done_;
       stopping = stopping_;
     }
     auto now = now_us();
@@ -232,7 +232,6 @@ void Recorder::run() {
       heartbeat(batch, now);
       next_heartbeat = now + options_.heartbeat;
     }
-    std::uint64_t seq;
     std::map<Key, SessionRecord> sessions;
     {
       std::lock_guard lock(mutex_);
@@ -247,7 +246,6 @@ void Recorder::run() {
       sessions.swap(pending_);
       batch.events.swap(events_);
       batch.samples.swap(samples_);
-      seq = handed_;
     }
     batch.sessions.reserve(sessions.size());
     for (auto& [_, r] : sessions) batch.sessions.push_back(std::move(r));
@@ -281,7 +279,7 @@ void Recorder::run() {
       stats_.events_written += batch.events.size();
       stats_.samples_written += batch.samples.size();
       if (!batch.empty()) stats_.last_commit_us = now;
-      committed_seq_ = seq;
+      flushes_done_ = flushes;
       committed_.notify_all();
     } else {
       backoff = std::min<Micros>(std::max<Micros>(backoff * 2, 50'000), 1'000'000);
@@ -326,10 +324,11 @@ RecorderStats Recorder::stats() const {
 
 bool Recorder::flush(Micros timeout_us) {
   std::unique_lock lock(mutex_);
-  auto target = handed_;
-  flush_requested_ = true;
+  // Served by a pass that starts after this call: it takes every row and
+  // event handed before it, and the concurrency of the second in progress.
+  auto target = ++flushes_requested_;
   wake_.notify_all();
-  return committed_.wait_for(lock, std::chrono::microseconds(timeout_us), [&] { return committed_seq_ >= target; });
+  return committed_.wait_for(lock, std::chrono::microseconds(timeout_us), [&] { return flushes_done_ >= target; });
 }
 
 void Recorder::stop() {

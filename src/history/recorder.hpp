@@ -89,8 +89,9 @@ class Recorder {
   void event(const events::Event& e);
 
   RecorderStats stats() const;
-  // Commits everything handed over so far; returns false if the store would
-  // not take it within `timeout_us` (tests and shutdown).
+  // Commits everything handed over so far, and the concurrency of the second
+  // in progress; returns false if the store would not take it within
+  // `timeout_us` (tests and shutdown).
   bool flush(Micros timeout_us);
   // Flushes what it can, ends the run and stops the writer.
   void stop();
@@ -127,8 +128,10 @@ class Recorder {
   std::map<std::string, PoolCount> pools_;                                 // guarded by mutex_
   std::vector<ConcurrencySample> samples_;                                 // guarded by mutex_
   RecorderStats stats_;                                                    // guarded by mutex_
-  std::uint64_t handed_ = 0, committed_seq_ = 0;                           // guarded by mutex_
-  bool stopping_ = false, stopped_ = false, flush_requested_ = false;     // guarded by mutex_
+  bool stopping_ = false, stopped_ = false;                                // guarded by mutex_
+  // flush() calls made, and those a completed writer pass has served (one
+  // that began after the call, so it also wrote the second in progress).
+  std::uint64_t flushes_requested_ = 0, flushes_done_ = 0;                 // guarded by mutex_
   Micros stop_deadline_ = 0;                                               // guarded by mutex_
   std::thread writer_;
 };

@@ -144,6 +144,44 @@ TEST(History, EveryStreamIsRecordedWithItsIntervalOutcomeAndConcurrency) {
 
 // The writer must never hold a CPU an I/O thread wants: it runs under
 // SCHED_IDLE, named so that operators can find it.
+// flush() promises the concurrency of the second in progress too. It used to
+// return as soon as any writer pass had committed what was handed before the
+// call (at once when the regular passes had committed it all), and no pass
+// had written that second: a stream opened and closed within the second was
+// then missing from the samples.
+TEST(History, FlushWritesTheSecondInProgress) {
+  char dir[] = "/tmp/sluice-flush-XXXXXX";
+  ASSERT_TRUE(::mkdtemp(dir));
+  const std::string url = std::string("sqlite:") + dir + "/history.db";
+  history::Recorder rec({.url = url, .instance = "test", .version = "0", .flush_interval = 1'000});
+  history::Store store(url, {.read_only = true});
+  for (int i = 1; i <= 20; ++i) {
+    registry::SessionInfo info;
+    info.id = static_cast<registry::SessionId>(i);
+    info.pool = "flush";
+    info.accepted = registry::wall_now();
+    info.accepted_mono = registry::mono_ns();
+    auto e = std::make_shared<registry::SessionEntry>(std::move(info));
+    e->counters().upstream_open_ns.store(registry::mono_ns());
+    rec.admitted(e);
+    rec.opened(*e);
+    e->counters().closed_ns.store(registry::mono_ns());
+    rec.upstream_closed(*e);
+    rec.finished(*e, {});
+    // Let the writer's regular passes commit the rows first: flush() must
+    // still write the second in progress.
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_TRUE(rec.flush(10'000'000));
+    const auto opened = e->info().to_wall_ns(e->counters().upstream_open_ns.load()) / 1000;
+    const auto closed = e->info().to_wall_ns(e->counters().closed_ns.load()) / 1000;
+    auto samples = store.samples(opened, closed + 1, std::string("flush"));
+    ASSERT_FALSE(samples.empty()) << "stream " << i << ": no sample for its second after flush()";
+    EXPECT_GE(samples.back().max_open, 1);
+  }
+  rec.stop();
+  std::filesystem::remove_all(dir);
+}
+
 TEST(History, TheWriterThreadYieldsToTheIoThreads) {
   Stack s;
   (void)s.recorder();
