@@ -309,36 +309,70 @@ class Relay {
     return fmt::format("sluice: message larger than {} bytes", cfg_.max_message_bytes);
   }
 
-  // Writes [p, p + n) of `from`'s buffer to `to`. A plain socket is written
+  // Writing [p, p + n) of `from`'s buffer to `to`. A plain socket is written
   // without waiting when it takes the bytes at once (the usual case); what it
   // does not take is written asynchronously, and `from` reads nothing more
   // meanwhile (backpressure). The gate stays held if the bytes end inside a
   // frame.
-  template <class To>
-  boost::asio::awaitable<void> forward(Leg<To>& to, const std::uint8_t* p, std::size_t n, bool mid_frame) {
-    if (!to.mid_frame && !to.gate.try_acquire()) co_await to.gate.acquire();
-    to.mid_frame = false;
+  //
+  // The usual case costs no coroutine frame: the pump calls write_now(), and
+  // co_awaits forward() only when the gate is someone else's or bytes are
+  // left; forward() then waits for the gate, writes the rest, and ends the
+  // write through finish_write() as write_now's caller does.
+  struct Sent {
     std::size_t done = 0;
     boost::system::error_code ec;
+  };
+
+  // Takes `to`'s gate if it is free (or this pump holds it inside a frame)
+  // and writes what a plain socket takes at once. False: the gate is another
+  // writer's, and nothing was written.
+  template <class To>
+  bool write_now(Leg<To>& to, const std::uint8_t* p, std::size_t n, Sent& s) {
+    if (!to.mid_frame && !to.gate.try_acquire()) return false;
+    to.mid_frame = false;
     if constexpr (is_plain<To>) {
-      done = to.stream.write_some(boost::asio::buffer(p, n), ec);
-      if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) ec = {};
+      s.done = to.stream.write_some(boost::asio::buffer(p, n), s.ec);
+      if (s.ec == boost::asio::error::would_block || s.ec == boost::asio::error::try_again) s.ec = {};
     }
-    if (!ec && done < n && !to.cut) {
-      to.write_since_ns = registry::mono_ns();
-      auto [wec, wn] = co_await boost::asio::async_write(to.stream, boost::asio::buffer(p + done, n - done), use_tuple);
-      (void)wn;
-      to.write_since_ns = 0;
-      ec = wec;
-    }
+    return true;
+  }
+
+  // Ends a write that holds the gate: a failed leg is cut (its own reader
+  // reports why); otherwise the gate is released, or kept inside a frame.
+  template <class To>
+  void finish_write(Leg<To>& to, bool mid_frame, const boost::system::error_code& ec) {
     if (ec || to.cut) {
-      // The leg failed: cut it; its own reader reports why.
       to.gate.release();
       cut(to);
-      co_return;
+      return;
     }
     if (mid_frame) to.mid_frame = true;
     else to.gate.release();
+  }
+
+  template <class To>
+  boost::asio::awaitable<void> forward(Leg<To>& to, const std::uint8_t* p, std::size_t n, bool mid_frame, bool have_gate,
+                                       Sent s) {
+    if (!have_gate) {
+      co_await to.gate.acquire();
+      to.mid_frame = false;
+      if constexpr (is_plain<To>) {
+        if (!to.cut) {
+          s.done = to.stream.write_some(boost::asio::buffer(p, n), s.ec);
+          if (s.ec == boost::asio::error::would_block || s.ec == boost::asio::error::try_again) s.ec = {};
+        }
+      }
+    }
+    if (!s.ec && s.done < n && !to.cut) {
+      to.write_since_ns = registry::mono_ns();
+      auto [wec, wn] =
+          co_await boost::asio::async_write(to.stream, boost::asio::buffer(p + s.done, n - s.done), use_tuple);
+      (void)wn;
+      to.write_since_ns = 0;
+      s.ec = wec;
+    }
+    finish_write(to, mid_frame, s.ec);
   }
 
   // Per message, from the client: counters and the sniffed type of text.
@@ -465,7 +499,12 @@ class Relay {
                      });
 
       // 3. Write them on, unless that leg is closing or gone.
-      if (r.forward > 0 && !to.close_sent && !to.cut) co_await forward(to, bytes, r.forward, r.mid_frame);
+      if (r.forward > 0 && !to.close_sent && !to.cut) {
+        Sent sent;
+        bool have_gate = write_now(to, bytes, r.forward, sent);
+        if (have_gate && (sent.ec || sent.done == r.forward)) finish_write(to, r.mid_frame, sent.ec);
+        else co_await forward(to, bytes, r.forward, r.mid_frame, have_gate, sent);
+      }
 
       // 4. Keep the start of an incomplete header for the next read.
       from.carry = total - r.carry_from;
