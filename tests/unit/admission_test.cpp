@@ -3,12 +3,18 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 
 #include "admission/classifier.hpp"
 #include "admission/controller.hpp"
 #include "admission/release_delay.hpp"
 
+#include <atomic>
 #include <thread>
+#include <vector>
 
 using namespace sluice;
 using namespace sluice::admission;
@@ -355,6 +361,62 @@ TEST(Admission, ATicketDestroyedAfterItsGrantGivesTheLeaseBack) {
   run_until(ioc, [&] { return behind->result.has_value(); });
   ASSERT_TRUE(behind->result && behind->result->lease);
   EXPECT_EQ(c.status("p")->in_use, 1);
+  EXPECT_EQ(c.status("p")->queued, 0);
+}
+
+// As the gateway uses it with several I/O threads: requests from many
+// strands at once, woken on their strands by releases on other threads,
+// while another thread reads the pools' status.
+TEST(Admission, ConcurrentRequestsFromManyStrandsNeverExceedTheLimit) {
+  namespace asio = boost::asio;
+  constexpr int kLimit = 3, kRequesters = 12, kRounds = 25;
+  asio::io_context ioc(2);
+  auto work = asio::make_work_guard(ioc);
+  Controller c({pool("p", kLimit, 60, 1000)}, {}, {}, ioc.get_executor());
+  std::atomic<int> holding{0}, max_holding{0}, refused{0}, finished{0};
+  auto requester = [&](int i) -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    asio::steady_timer hold(ex);
+    for (int k = 0; k < kRounds; ++k) {
+      auto ticket = c.enqueue("p", "t" + std::to_string(i % 3), ex);
+      AdmitResult r;
+      if (ticket.decided()) r = ticket.take_result();
+      else r = co_await ticket.wait();
+      if (!r.lease) {
+        ++refused;
+        continue;
+      }
+      int now = ++holding;
+      for (int m = max_holding.load(); now > m && !max_holding.compare_exchange_weak(m, now);) {
+      }
+      hold.expires_after(std::chrono::microseconds(100 * (k % 5)));
+      co_await hold.async_wait(asio::use_awaitable);
+      --holding;
+      r.lease.release();
+    }
+    ++finished;
+  };
+  for (int i = 0; i < kRequesters; ++i) asio::co_spawn(asio::make_strand(ioc), requester(i), asio::detached);
+  std::vector<std::thread> io;
+  for (int t = 0; t < 2; ++t) io.emplace_back([&] { ioc.run(); });
+  // The status as an operator reads it, meanwhile (bounded).
+  int over = 0, reads = 0;
+  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (finished.load() < kRequesters && std::chrono::steady_clock::now() < end) {
+    auto st = c.status("p");
+    if (!st || st->in_use > kLimit || st->queued > kRequesters || c.leases_in_use() > kLimit) ++over;
+    ++reads;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  work.reset();
+  ioc.stop();
+  for (auto& t : io) t.join();
+  EXPECT_EQ(finished.load(), kRequesters) << "requests still waiting after 60 s";
+  EXPECT_EQ(refused.load(), 0);
+  EXPECT_LE(max_holding.load(), kLimit);
+  EXPECT_EQ(max_holding.load(), kLimit) << "the requests never filled the pool: the test did not contend";
+  EXPECT_EQ(over, 0) << "of " << reads << " status reads";
+  EXPECT_EQ(c.leases_in_use(), 0);
   EXPECT_EQ(c.status("p")->queued, 0);
 }
 
