@@ -50,6 +50,13 @@ long long sim_429s(Stack& s) {
   return n;
 }
 
+// Each admission test runs with the gateway on one I/O thread and on two.
+class Admission : public ::testing::TestWithParam<int> {
+ protected:
+  // The tweak, and the gateway's I/O threads set to the parameter.
+  Stack::Tweak threaded(Stack::Tweak more = {}) const { return with_threads(GetParam(), std::move(more)); }
+};
+
 bool is_gateway_429(const websocket::response_type& r) {
   if (r.result_int() != 429) return false;
   auto v = boost::json::parse(r.body());
@@ -58,11 +65,11 @@ bool is_gateway_429(const websocket::response_type& r) {
 
 }  // namespace
 
-TEST(Admission, PoolLimitHoldsTheVendorBelowItsLimitAndQueuesTheRest) {
+TEST_P(Admission, PoolLimitHoldsTheVendorBelowItsLimitAndQueuesTheRest) {
   constexpr int L = 3;
   sim::SimConfig sc;
   sc.default_limits[protocol::Family::streaming] = L;  // the vendor's real limit
-  Stack s(sc, streaming_pool(L, 3.0));
+  Stack s(sc, threaded(streaming_pool(L, 3.0)));
   std::vector<std::unique_ptr<Client>> clients(3 * L);
   // Thread i opens client i and is done with it before the test's thread
   // takes it over (open_order under the mutex, or the join). A jthread: a
@@ -121,7 +128,7 @@ TEST(Admission, PoolLimitHoldsTheVendorBelowItsLimitAndQueuesTheRest) {
   EXPECT_TRUE(eventually([&] { return s.gateway().admission().leases_in_use() == 0 && sim_streaming(s) == 0; }));
 }
 
-TEST(Admission, ChaosLeavesNoStrandedLease) {
+TEST_P(Admission, ChaosLeavesNoStrandedLease) {
   constexpr int L = 4;
   constexpr int kStreams = 120;
   constexpr int kWorkers = 12;
@@ -129,7 +136,7 @@ TEST(Admission, ChaosLeavesNoStrandedLease) {
   sc.default_limits[protocol::Family::streaming] = L;
   sc.faults.drop_probability = 0.5;  // per second of stream: 1011 mid-stream
   sc.faults.handshake_delay = std::chrono::milliseconds(20);
-  Stack s(sc, streaming_pool(L, 1.0, [](config::PoolConfig& p) { p.max_queue = 4; }));
+  Stack s(sc, threaded(streaming_pool(L, 1.0, [](config::PoolConfig& p) { p.max_queue = 4; })));
   std::atomic<bool> sampling{true};
   std::atomic<int> samples{0}, violations{0}, max_leases{0};
   std::thread sampler([&] {
@@ -229,15 +236,15 @@ TEST(Admission, ChaosLeavesNoStrandedLease) {
   EXPECT_GT(samples.load(), 10);
 }
 
-TEST(Admission, Upstream429IsRecordedRetriedAndTheLimitAdapts) {
+TEST_P(Admission, Upstream429IsRecordedRetriedAndTheLimitAdapts) {
   sim::SimConfig sc;
   sc.default_limits[protocol::Family::streaming] = 2;  // the vendor's true limit
-  Stack s(sc, [](config::Config& c, Stack& st) {
+  Stack s(sc, threaded([](config::Config& c, Stack& st) {
     streaming_pool(5, 10.0)(c, st);
     c.upstream.retry_429.initial_backoff = config::Seconds(0.05);
     c.upstream.retry_429.max_backoff = config::Seconds(0.2);
     c.upstream.retry_429.deadline = config::Seconds(20);
-  });
+  }));
   // Traffic outside the gateway holds one of the vendor's two slots.
   Client outside;
   auto sim_port = s.sim().endpoint().port();
@@ -274,10 +281,10 @@ TEST(Admission, Upstream429IsRecordedRetriedAndTheLimitAdapts) {
   EXPECT_TRUE(eventually([&] { return s.gateway().admission().leases_in_use() == 0; }));
 }
 
-TEST(Admission, IdleStreamIsReapedWithItsFinalsDelivered) {
+TEST_P(Admission, IdleStreamIsReapedWithItsFinalsDelivered) {
   sim::SimConfig sc;
   sc.inactivity_timeout = std::chrono::seconds(60);
-  Stack s(sc, streaming_pool(5, 1.0, [](config::PoolConfig& p) { p.idle_close_after = config::Seconds(1); }));
+  Stack s(sc, threaded(streaming_pool(5, 1.0, [](config::PoolConfig& p) { p.idle_close_after = config::Seconds(1); })));
   Client c;
   ASSERT_TRUE(c.open(s.port(), kListen, "Token k"));
   c.send_binary(linear16_silence(0.5));
@@ -292,8 +299,8 @@ TEST(Admission, IdleStreamIsReapedWithItsFinalsDelivered) {
   EXPECT_TRUE(eventually([&] { return s.gateway().admission().leases_in_use() == 0; }));
 }
 
-TEST(Admission, MaxDurationIsReapedWithItsFinalsDelivered) {
-  Stack s({}, streaming_pool(5, 1.0, [](config::PoolConfig& p) { p.max_duration = config::Seconds(1); }));
+TEST_P(Admission, MaxDurationIsReapedWithItsFinalsDelivered) {
+  Stack s({}, threaded(streaming_pool(5, 1.0, [](config::PoolConfig& p) { p.max_duration = config::Seconds(1); })));
   Client c;
   ASSERT_TRUE(c.open(s.port(), kListen, "Token k"));
   // This thread alone drives the websocket, with asynchronous operations on
@@ -349,10 +356,10 @@ TEST(Admission, MaxDurationIsReapedWithItsFinalsDelivered) {
   EXPECT_TRUE(eventually([&] { return s.gateway().admission().leases_in_use() == 0; }));
 }
 
-TEST(Admission, StoppedClientProcessIsReapedAsHalfOpen) {
+TEST_P(Admission, StoppedClientProcessIsReapedAsHalfOpen) {
   sim::SimConfig sc;
   sc.inactivity_timeout = std::chrono::seconds(60);
-  Stack s(sc, streaming_pool(5, 1.0, [](config::PoolConfig& p) { p.liveness_timeout = config::Seconds(1); }));
+  Stack s(sc, threaded(streaming_pool(5, 1.0, [](config::PoolConfig& p) { p.liveness_timeout = config::Seconds(1); })));
   auto url = "ws://127.0.0.1:" + std::to_string(s.port()) + kListen;
   ChildProcess client({SLUICE_BINARY, "loadgen", "--url", url, "--streams", "1", "--frame-bytes", "3200",
                        "--interval-ms", "100", "--duration", "60", "--key", "k"});
@@ -370,7 +377,7 @@ TEST(Admission, StoppedClientProcessIsReapedAsHalfOpen) {
 
 namespace {
 // A gateway process with its config in a file, relaying to `s`'s simulator.
-std::string write_config(const std::string& name, int streaming_limit) {
+std::string write_config(const std::string& name, int streaming_limit, int threads) {
   auto dir = std::filesystem::temp_directory_path() / "sluice-admission-test";
   std::filesystem::create_directories(dir);
   auto file = (dir / name).string();
@@ -378,14 +385,21 @@ std::string write_config(const std::string& name, int streaming_limit) {
   f << "listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n  token: t\n"
     << "pools:\n  - name: streaming\n    match: {path: /v1/listen}\n    limit: " << streaming_limit
     << "\n    queue_timeout: 300ms\n"
-    << "relay: {close_grace: 2s}\n";
+    << "relay: {close_grace: 2s}\nthreads: " << threads << "\n";
   return file;
 }
+// The gateway process (`sluice serve`) with `threads:` 1 and 2 in its file.
+class GatewayProcess : public ::testing::TestWithParam<int> {
+ protected:
+  std::string config_name(const std::string& base) const {
+    return base + "-" + std::to_string(GetParam()) + ".yaml";
+  }
+};
 }  // namespace
 
-TEST(Process, SigtermDeliversFinalMetadataBeforeExit) {
+TEST_P(GatewayProcess, SigtermDeliversFinalMetadataBeforeExit) {
   Stack s;
-  auto file = write_config("drain.yaml", 5);
+  auto file = write_config(config_name("drain"), 5, GetParam());
   ChildProcess gw({SLUICE_BINARY, "serve", "--config", file, "--upstream", "ws://" + net::to_string(s.sim().endpoint()),
                    "--drain-seconds", "0.3", "--admin-token-file", "/tmp/sluice-test-admin.token"});
   auto port = static_cast<unsigned short>(std::stoi(gw.wait_for_line(R"(listening on 127\.0\.0\.1:(\d+) admin)")[1]));
@@ -408,9 +422,9 @@ TEST(Process, SigtermDeliversFinalMetadataBeforeExit) {
   EXPECT_TRUE(eventually([&] { return sim_streaming(s) == 0; }));
 }
 
-TEST(Process, SighupChangesALimitWithoutDroppingAStream) {
+TEST_P(GatewayProcess, SighupChangesALimitWithoutDroppingAStream) {
   Stack s;
-  auto file = write_config("reload.yaml", 1);
+  auto file = write_config(config_name("reload"), 1, GetParam());
   ChildProcess gw({SLUICE_BINARY, "serve", "--config", file, "--upstream", "ws://" + net::to_string(s.sim().endpoint()),
                    "--admin-token-file", "/tmp/sluice-test-admin.token"});
   auto m = gw.wait_for_line(R"(listening on 127\.0\.0\.1:(\d+) admin 127\.0\.0\.1:(\d+))");
@@ -421,7 +435,7 @@ TEST(Process, SighupChangesALimitWithoutDroppingAStream) {
   Client refused;
   EXPECT_FALSE(refused.open(port, kListen, "Token k"));  // limit 1: queued, then 429
   EXPECT_EQ(refused.response.result_int(), 429u);
-  write_config("reload.yaml", 2);
+  write_config(config_name("reload"), 2, GetParam());
   kill(gw.pid(), SIGHUP);
   ASSERT_TRUE(eventually([&] {
     auto res = admin_call(admin_port, http::verb::get, "/api/v1/pools/streaming", "t");
@@ -450,8 +464,8 @@ TEST(Process, SighupChangesALimitWithoutDroppingAStream) {
   b.ws.close(websocket::close_code::normal);
 }
 
-TEST(Admission, PoolsApiShowsAndChangesLimits) {
-  Stack s({}, streaming_pool(2, 0.2));
+TEST_P(Admission, PoolsApiShowsAndChangesLimits) {
+  Stack s({}, threaded(streaming_pool(2, 0.2)));
   Client a;
   ASSERT_TRUE(a.open(s.port(), kListen, "Token k"));
   auto res = admin_call(s.admin_port(), http::verb::get, "/api/v1/pools");
@@ -487,3 +501,6 @@ TEST(Admission, PoolsApiShowsAndChangesLimits) {
   EXPECT_EQ(admin_call(s.admin_port(), http::verb::get, "/api/v1/pools/nope").result_int(), 404u);
   a.ws.close(websocket::close_code::normal);
 }
+
+INSTANTIATE_TEST_SUITE_P(Threads, Admission, kIoThreads, io_threads_name);
+INSTANTIATE_TEST_SUITE_P(Threads, GatewayProcess, kIoThreads, io_threads_name);

@@ -6,13 +6,16 @@
 // Plain: client -> gateway -> simulator.
 // TLS:   client =TLS=> gateway =wss=> gateway B (terminates TLS) -> simulator,
 //        so both legs of the gateway under test are TLS.
+// Each with the gateway under test on one I/O thread and on two.
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 
 #include <cstdio>
 #include <random>
+#include <string>
 #include <sys/socket.h>
+#include <tuple>
 
 #include "session/frame.hpp"
 #include "stack.hpp"
@@ -80,10 +83,11 @@ int server_close_code(const std::string& bytes) {
 // The gateway under test, its upstream side and the simulator.
 class Topology {
  public:
-  Topology(bool tls, const Stack::Tweak& tweak) : tls_(tls) {
+  Topology(bool tls, int threads, const Stack::Tweak& tweak) : tls_(tls) {
     if (!tls) {
       gw_ = std::make_unique<Stack>(sim::SimConfig{}, [&](config::Config& c, Stack& s) {
         far_timeouts(c);
+        c.threads = threads;
         if (tweak) tweak(c, s);
       });
       return;
@@ -96,6 +100,7 @@ class Topology {
     });
     gw_ = std::make_unique<Stack>(sim::SimConfig{}, [&](config::Config& c, Stack& s) {
       far_timeouts(c);
+      c.threads = threads;
       c.tls.cert_file = cert_->cert;
       c.tls.key_file = cert_->key;
       c.upstream.url = "wss://127.0.0.1:" + std::to_string(vendor_->port());
@@ -234,10 +239,13 @@ class RawClient {
   std::unique_ptr<Tls> tls_;
 };
 
-class Endings : public ::testing::TestWithParam<bool> {
+// The parameter: TLS legs or plain ones, and the gateway's I/O threads.
+class Endings : public ::testing::TestWithParam<std::tuple<bool, int>> {
  protected:
+  bool tls() const { return std::get<0>(GetParam()); }
+  int threads() const { return std::get<1>(GetParam()); }
   Topology& start(const Stack::Tweak& tweak = {}) {
-    topology_ = std::make_unique<Topology>(GetParam(), tweak);
+    topology_ = std::make_unique<Topology>(tls(), threads(), tweak);
     return *topology_;
   }
   // Opens a stream, streams a little audio, and waits until the vendor counts it.
@@ -251,9 +259,9 @@ class Endings : public ::testing::TestWithParam<bool> {
   // Checks and reports the time from the end to the release.
   void expect_prompt(const char* ending, double ms) {
     ASSERT_GE(ms, 0) << ending << ": lease or vendor stream still held after 20 s";
-    std::printf("[ending] %-24s %-5s lease back after %6.1f ms, vendor stream closed after %6.1f ms\n", ending,
-                GetParam() ? "tls" : "plain", topology_->lease_ms, ms);
-    RecordProperty(std::string(ending) + (GetParam() ? ".tls_ms" : ".plain_ms"), static_cast<int>(ms));
+    std::printf("[ending] %-24s %-5s %d thread(s): lease back after %6.1f ms, vendor stream closed after %6.1f ms\n",
+                ending, tls() ? "tls" : "plain", threads(), topology_->lease_ms, ms);
+    RecordProperty(std::string(ending) + (tls() ? ".tls_ms" : ".plain_ms"), static_cast<int>(ms));
     const double bound_ms = std::chrono::duration<double, std::milli>(kBound).count();
     EXPECT_LT(ms, bound_ms) << ending;
   }
@@ -417,5 +425,8 @@ TEST(EndingsRelay, EndRequestedWhileConnectingEndsTheStreamOnceOpen) {
   EXPECT_TRUE(eventually([&] { return s.gateway().admission().leases_in_use() == 0; }));
 }
 
-INSTANTIATE_TEST_SUITE_P(Legs, Endings, ::testing::Values(false, true),
-                         [](const auto& info) { return info.param ? "Tls" : "Plain"; });
+INSTANTIATE_TEST_SUITE_P(Legs, Endings, ::testing::Combine(::testing::Values(false, true), ::testing::Values(1, 2)),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param) ? "Tls" : "Plain") + "_Threads" +
+                                  std::to_string(std::get<1>(info.param));
+                         });

@@ -11,8 +11,9 @@ namespace {
 
 const std::string kListen = "/v1/listen?model=nova-3&encoding=linear16&sample_rate=16000&channels=1";
 
-// Every test ends with nothing left in the live registry.
-class Gateway : public StackTest {};
+// Every test ends with nothing left in the live registry; each runs with one
+// I/O thread and with two.
+class Gateway : public ThreadedStackTest {};
 
 std::string random_bytes(std::mt19937& rng, std::size_t n) {
   std::string s(n, '\0');
@@ -28,7 +29,7 @@ std::string random_text(std::mt19937& rng, std::size_t n) {
 
 }  // namespace
 
-TEST_F(Gateway, RelaysRandomMessagesByteExactAndInOrderBothWays) {
+TEST_P(Gateway, RelaysRandomMessagesByteExactAndInOrderBothWays) {
   auto& s = start({}, with_tenant("acme", "client-key", via_test_upstream()));
   Client c;
   ASSERT_TRUE(c.open(s.port(), kListen, "Token client-key")) << c.error.message();
@@ -62,7 +63,7 @@ TEST_F(Gateway, RelaysRandomMessagesByteExactAndInOrderBothWays) {
   c.ws.close(websocket::close_code::normal);
 }
 
-TEST_F(Gateway, ClientCloseCodeAndReasonReachTheUpstream) {
+TEST_P(Gateway, ClientCloseCodeAndReasonReachTheUpstream) {
   auto& s = start({}, via_test_upstream());
   Client c;
   ASSERT_TRUE(c.open(s.port(), kListen, "Token k"));
@@ -74,7 +75,7 @@ TEST_F(Gateway, ClientCloseCodeAndReasonReachTheUpstream) {
   EXPECT_EQ(s.test_upstream().close_reason(), "client says bye");
 }
 
-TEST_F(Gateway, UpstreamCloseCodeAndReasonReachTheClient) {
+TEST_P(Gateway, UpstreamCloseCodeAndReasonReachTheClient) {
   auto& s = start({}, via_test_upstream());
   Client c;
   ASSERT_TRUE(c.open(s.port(), kListen, "Token k"));
@@ -83,7 +84,7 @@ TEST_F(Gateway, UpstreamCloseCodeAndReasonReachTheClient) {
   EXPECT_EQ(std::string(c.ws.reason().reason.c_str()), "upstream is done");
 }
 
-TEST_F(Gateway, UpstreamCloseWithoutStatusReachesTheClientWithoutStatus) {
+TEST_P(Gateway, UpstreamCloseWithoutStatusReachesTheClientWithoutStatus) {
   auto& s = start({}, via_test_upstream());
   Client c;
   ASSERT_TRUE(c.open(s.port(), kListen, "Token k"));
@@ -91,7 +92,7 @@ TEST_F(Gateway, UpstreamCloseWithoutStatusReachesTheClientWithoutStatus) {
   EXPECT_EQ(c.read_until_close(), static_cast<int>(websocket::close_code::none));
 }
 
-TEST_F(Gateway, FluxCloseStreamEndsWithoutStatus) {
+TEST_P(Gateway, FluxCloseStreamEndsWithoutStatus) {
   auto& s = start();
   Client c;
   ASSERT_TRUE(c.open(s.port(), "/v2/listen?model=flux-general-en&encoding=linear16&sample_rate=16000", "Token k"));
@@ -101,7 +102,7 @@ TEST_F(Gateway, FluxCloseStreamEndsWithoutStatus) {
   EXPECT_EQ(c.read_until_close(), static_cast<int>(websocket::close_code::none));
 }
 
-TEST_F(Gateway, EveryUpstreamRefusalPassesThroughWithBodyAndRequestId) {
+TEST_P(Gateway, EveryUpstreamRefusalPassesThroughWithBodyAndRequestId) {
   auto& s = start({}, via_test_upstream([](config::Config& c, Stack&) {
     c.upstream.retry_429.deadline = config::Seconds(0.3);
   }));
@@ -129,7 +130,7 @@ TEST_F(Gateway, EveryUpstreamRefusalPassesThroughWithBodyAndRequestId) {
   EXPECT_GE(s.gateway().events().count("upstream_429"), 1u);
 }
 
-TEST_F(Gateway, SimulatorConcurrencyLimitGivesTheClientTheGateways429NotTheVendors) {
+TEST_P(Gateway, SimulatorConcurrencyLimitGivesTheClientTheGateways429NotTheVendors) {
   sim::SimConfig sc;
   sc.default_limits[protocol::Family::streaming] = 1;
   auto& s = start(sc, [](config::Config& c, Stack&) { c.upstream.retry_429.deadline = config::Seconds(0.5); });
@@ -151,14 +152,14 @@ TEST_F(Gateway, SimulatorConcurrencyLimitGivesTheClientTheGateways429NotTheVendo
   first.ws.close(websocket::close_code::normal);
 }
 
-TEST_F(Gateway, FluxModelOnV1ListenIs400FromUpstream) {
+TEST_P(Gateway, FluxModelOnV1ListenIs400FromUpstream) {
   auto& s = start();
   Client c;
   EXPECT_FALSE(c.open(s.port(), "/v1/listen?model=flux-general-en", "Token k"));
   EXPECT_EQ(c.response.result_int(), 400u);
 }
 
-TEST_F(Gateway, UnknownKeyIs401AndNoUpstreamConnectionIsMade) {
+TEST_P(Gateway, UnknownKeyIs401AndNoUpstreamConnectionIsMade) {
   auto& s = start({}, with_tenant("acme", "good-key"));
   for (std::string auth : {"Token bad-key", "", "Bearer bad", "Basic abc"}) {
     Client c;
@@ -186,7 +187,7 @@ TEST_F(Gateway, UnknownKeyIs401AndNoUpstreamConnectionIsMade) {
   EXPECT_EQ(s.sim().stats().handshakes, 4);
 }
 
-TEST_F(Gateway, PassThroughForwardsTheClientsKeyAndNamesTheTenantByFingerprint) {
+TEST_P(Gateway, PassThroughForwardsTheClientsKeyAndNamesTheTenantByFingerprint) {
   auto& s = start({}, via_test_upstream());
   Client c;
   ASSERT_TRUE(c.open(s.port(), kListen, "Token my-own-deepgram-key"));
@@ -197,7 +198,7 @@ TEST_F(Gateway, PassThroughForwardsTheClientsKeyAndNamesTheTenantByFingerprint) 
   c.ws.close(websocket::close_code::normal);
 }
 
-TEST_F(Gateway, UnknownPathIs404WithJsonAndPlainGetIs426) {
+TEST_P(Gateway, UnknownPathIs404WithJsonAndPlainGetIs426) {
   auto& s = start();
   Client c;
   EXPECT_FALSE(c.open(s.port(), "/v1/projects", "Token k"));
@@ -216,7 +217,7 @@ TEST_F(Gateway, UnknownPathIs404WithJsonAndPlainGetIs426) {
   EXPECT_EQ(res.result_int(), 426u);
 }
 
-TEST_F(Gateway, SilentClientIsDisconnectedAtTheHandshakeDeadline) {
+TEST_P(Gateway, SilentClientIsDisconnectedAtTheHandshakeDeadline) {
   auto& s = start({}, [](config::Config& c, Stack&) { c.client.handshake_timeout = std::chrono::milliseconds(200); });
   asio::io_context ioc;
   tcp::socket sock(ioc);
@@ -227,7 +228,7 @@ TEST_F(Gateway, SilentClientIsDisconnectedAtTheHandshakeDeadline) {
   EXPECT_TRUE(ec == asio::error::eof || ec == asio::error::connection_reset) << ec.message();
 }
 
-TEST_F(Gateway, OversizedMessageClosesWith1009AndAReason) {
+TEST_P(Gateway, OversizedMessageClosesWith1009AndAReason) {
   auto& s = start({}, via_test_upstream([](config::Config& c, Stack&) { c.relay.max_message_bytes = 1000; }));
   Client c;
   ASSERT_TRUE(c.open(s.port(), kListen, "Token k"));
@@ -238,7 +239,7 @@ TEST_F(Gateway, OversizedMessageClosesWith1009AndAReason) {
   EXPECT_NE(std::string(c.ws.reason().reason.c_str()).find("1000 bytes"), std::string::npos);
 }
 
-TEST_F(Gateway, RegistryTracksCountersRequestIdAndAudioSeconds) {
+TEST_P(Gateway, RegistryTracksCountersRequestIdAndAudioSeconds) {
   auto& s = start();
   Client c;
   ASSERT_TRUE(c.open(s.port(), kListen + "&interim_results=true", "Token k"));
@@ -269,7 +270,7 @@ TEST_F(Gateway, RegistryTracksCountersRequestIdAndAudioSeconds) {
   EXPECT_GT(e->counters().upstream_messages.load(), 0u);
 }
 
-TEST_F(Gateway, AdminDeleteEndsTheSessionWithFinalMetadata) {
+TEST_P(Gateway, AdminDeleteEndsTheSessionWithFinalMetadata) {
   auto& s = start();
   Client c;
   ASSERT_TRUE(c.open(s.port(), kListen, "Token k"));
@@ -287,7 +288,7 @@ TEST_F(Gateway, AdminDeleteEndsTheSessionWithFinalMetadata) {
   EXPECT_EQ(c.read_until_close(), 1000);
 }
 
-TEST_F(Gateway, AdminApiListsFiltersAndRequiresItsToken) {
+TEST_P(Gateway, AdminApiListsFiltersAndRequiresItsToken) {
   auto& s = start({}, with_tenant("acme", "ka", [](config::Config& c, Stack&) {
                     c.tenants.push_back({"globex", {protocol::key_hash("kg")}});
                   }));
@@ -331,7 +332,7 @@ TEST_F(Gateway, AdminApiListsFiltersAndRequiresItsToken) {
   g.ws.close(websocket::close_code::normal);
 }
 
-TEST_F(Gateway, ClientThatVanishesFreesTheUpstreamAndTheRegistry) {
+TEST_P(Gateway, ClientThatVanishesFreesTheUpstreamAndTheRegistry) {
   auto& s = start();
   {
     Client c;
@@ -344,3 +345,5 @@ TEST_F(Gateway, ClientThatVanishesFreesTheUpstreamAndTheRegistry) {
   }
   EXPECT_TRUE(eventually([&] { return s.sim().stats().projects["default"][protocol::Family::streaming].open == 0; }));
 }
+
+INSTANTIATE_TEST_SUITE_P(Threads, Gateway, kIoThreads, io_threads_name);

@@ -12,10 +12,11 @@ namespace {
 
 const std::string kListen = "/v1/listen?model=nova-3&encoding=linear16&sample_rate=16000&channels=1";
 
-// Through the test upstream unless a test says otherwise.
-class GatewayRelay : public StackTest {
+// Through the test upstream unless a test says otherwise; with one I/O thread
+// and with two.
+class GatewayRelay : public ThreadedStackTest {
  protected:
-  Stack& start(const Stack::Tweak& tweak = via_test_upstream()) { return StackTest::start({}, tweak); }
+  Stack& start(const Stack::Tweak& tweak = via_test_upstream()) { return ThreadedStackTest::start({}, tweak); }
 };
 
 std::string random_bytes(std::mt19937& rng, std::size_t n) {
@@ -46,7 +47,7 @@ void send_fragmented(Client& c, bool text, const std::string& data, std::size_t 
 
 }  // namespace
 
-TEST_F(GatewayRelay, FragmentedMessagesArriveWholeAndByteExactWithPingsBetweenFragments) {
+TEST_P(GatewayRelay, FragmentedMessagesArriveWholeAndByteExactWithPingsBetweenFragments) {
   auto& s = start();
   Client c;
   ASSERT_TRUE(c.open(s.port(), kListen, "Token k")) << c.error.message();
@@ -80,7 +81,7 @@ TEST_F(GatewayRelay, FragmentedMessagesArriveWholeAndByteExactWithPingsBetweenFr
   c.ws.close(websocket::close_code::normal);
 }
 
-TEST_F(GatewayRelay, LargeMessagesPassByteExactBothWays) {
+TEST_P(GatewayRelay, LargeMessagesPassByteExactBothWays) {
   auto& s = start();
   Client c;
   ASSERT_TRUE(c.open(s.port(), kListen, "Token k"));
@@ -101,7 +102,7 @@ TEST_F(GatewayRelay, LargeMessagesPassByteExactBothWays) {
   c.ws.close(websocket::close_code::normal);
 }
 
-TEST_F(GatewayRelay, FragmentedMessageOverTheLimitClosesWith1009) {
+TEST_P(GatewayRelay, FragmentedMessageOverTheLimitClosesWith1009) {
   auto& s = start(via_test_upstream([](config::Config& c, Stack&) { c.relay.max_message_bytes = 10000; }));
   Client c;
   ASSERT_TRUE(c.open(s.port(), kListen, "Token k"));
@@ -113,7 +114,7 @@ TEST_F(GatewayRelay, FragmentedMessageOverTheLimitClosesWith1009) {
   EXPECT_EQ(s.test_upstream().close_code(), static_cast<int>(websocket::close_code::going_away));
 }
 
-TEST_F(GatewayRelay, ClientCloseWithoutStatusReachesTheUpstreamWithoutStatus) {
+TEST_P(GatewayRelay, ClientCloseWithoutStatusReachesTheUpstreamWithoutStatus) {
   auto& s = start();
   Client c;
   ASSERT_TRUE(c.open(s.port(), kListen, "Token k"));
@@ -124,7 +125,7 @@ TEST_F(GatewayRelay, ClientCloseWithoutStatusReachesTheUpstreamWithoutStatus) {
   EXPECT_EQ(s.test_upstream().close_code(), static_cast<int>(websocket::close_code::none));
 }
 
-TEST_F(GatewayRelay, SilentClientIsPingedAndKeptWhileItAnswers) {
+TEST_P(GatewayRelay, SilentClientIsPingedAndKeptWhileItAnswers) {
   auto& s = start(via_test_upstream([](config::Config& c, Stack&) {
     for (auto& p : c.pools) p.liveness_timeout = config::Seconds(1);
     if (c.pools.empty()) {
@@ -158,7 +159,7 @@ TEST_F(GatewayRelay, SilentClientIsPingedAndKeptWhileItAnswers) {
   c.ws.close(websocket::close_code::normal);
 }
 
-TEST_F(GatewayRelay, UnmaskedClientFrameIsAProtocolError) {
+TEST_P(GatewayRelay, UnmaskedClientFrameIsAProtocolError) {
   auto& s = start();
   Client c;
   ASSERT_TRUE(c.open(s.port(), kListen, "Token k"));
@@ -170,3 +171,5 @@ TEST_F(GatewayRelay, UnmaskedClientFrameIsAProtocolError) {
   EXPECT_EQ(s.test_upstream().close_code(), static_cast<int>(websocket::close_code::going_away));
   EXPECT_TRUE(s.test_upstream().received().empty());
 }
+
+INSTANTIATE_TEST_SUITE_P(Threads, GatewayRelay, kIoThreads, io_threads_name);

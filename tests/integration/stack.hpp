@@ -1,6 +1,9 @@
 #pragma once
 // Runs a gateway, the simulator and a programmable test upstream in this
 // process on 127.0.0.1 (port 0), with blocking WebSocket clients for tests.
+// The three share one io_context, run by as many threads as the gateway's
+// configuration says (`threads`, 1 unless a tweak sets it): with 2, every
+// connection runs on a strand of its own, as in `sluice serve --threads 2`.
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/beast/core.hpp>
@@ -9,6 +12,7 @@
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -17,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <thread>
+#include <vector>
 
 #include "config/config.hpp"
 #include "net/listener.hpp"
@@ -71,9 +76,10 @@ class Stack {
     c.store.flush_interval = std::chrono::milliseconds(50);
     if (tweak) tweak(c, *this);
     history_url_ = c.store.effective_url();
+    const int threads = std::max(1, c.threads);
     gateway_ = std::make_unique<server::Gateway>(ioc_, std::move(c));
     gateway_->start();
-    thread_ = std::thread([this] { ioc_.run(); });
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { ioc_.run(); });
   }
 
   ~Stack() {
@@ -84,13 +90,13 @@ class Stack {
     });
     work_.reset();
     ioc_.stop();
-    thread_.join();
+    for (auto& t : threads_) t.join();
     gateway_.reset();
     std::error_code ignored;
     std::filesystem::remove_all(data_dir_, ignored);
   }
 
-  // Runs fn on the I/O thread and waits for it.
+  // Runs fn on an I/O thread and waits for it.
   void on_io(std::function<void()> fn) {
     std::promise<void> done;
     asio::post(ioc_, [&] {
@@ -118,7 +124,7 @@ class Stack {
   std::unique_ptr<sim::Simulator> sim_;
   std::unique_ptr<TestUpstream> upstream_;
   std::unique_ptr<server::Gateway> gateway_;
-  std::thread thread_;
+  std::vector<std::thread> threads_;
   std::string data_dir_, history_url_;
 };
 
@@ -140,11 +146,38 @@ class StackTest : public ::testing::Test {
   std::unique_ptr<Stack> stack_;
 };
 
+// StackTest run once per I/O thread count (the parameter): one thread, where
+// connections use the io_context's executor, and two, where each connection
+// has a strand and the registry, admission and the admin API are reached from
+// both threads. Instantiate with
+//   INSTANTIATE_TEST_SUITE_P(Threads, Suite, kIoThreads, io_threads_name);
+class ThreadedStackTest : public StackTest, public ::testing::WithParamInterface<int> {
+ protected:
+  Stack& start(sim::SimConfig sc = {}, const Stack::Tweak& tweak = {}) {
+    const int threads = GetParam();
+    return StackTest::start(std::move(sc), [=](config::Config& c, Stack& s) {
+      c.threads = threads;
+      if (tweak) tweak(c, s);
+    });
+  }
+};
+inline const auto kIoThreads = ::testing::Values(1, 2);
+inline std::string io_threads_name(const ::testing::TestParamInfo<int>& info) {
+  return "Threads" + std::to_string(info.param);
+}
+
 // Tweaks for Stack: the programmable echo upstream instead of the simulator;
-// a tenant with a key (virtual-key mode).
+// the number of I/O threads; a tenant with a key (virtual-key mode).
 inline Stack::Tweak via_test_upstream(Stack::Tweak more = {}) {
   return [more](config::Config& c, Stack& s) {
     c.upstream.url = s.test_upstream_url();
+    if (more) more(c, s);
+  };
+}
+// The gateway's I/O threads (config `threads`).
+inline Stack::Tweak with_threads(int threads, Stack::Tweak more = {}) {
+  return [=](config::Config& c, Stack& s) {
+    c.threads = threads;
     if (more) more(c, s);
   };
 }
