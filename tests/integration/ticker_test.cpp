@@ -6,6 +6,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include <chrono>
+#include <memory>
 #include <numeric>
 #include <optional>
 #include <vector>
@@ -83,15 +84,28 @@ TEST(Ticker, EachFiringCallsOneSlotAndAPeriodCallsEveryoneOnce) {
   EXPECT_EQ(ticks, std::vector<int>(static_cast<std::size_t>(n), 1));
 }
 
+// A subscription may outlive its ticker (a session ending after the gateway's
+// io_context is gone): the ticker and its callbacks go with the io_context,
+// not with the last subscription, and unsubscribing then touches nothing.
+// The first two are checked here; that the reset reads no freed memory is
+// checked by the AddressSanitizer build (scripts/sanitize.sh runs this test).
 TEST(Ticker, ASubscriptionOutlivingItsTickerIsHarmless) {
   std::optional<Ticker::Subscription> s;
+  std::weak_ptr<Ticker> weak;
+  auto callback_state = std::make_shared<int>(0);
   {
     boost::asio::io_context ioc;
     auto ticker = Ticker::create(ioc, 10ms);
-    s = ticker->subscribe([] {});
+    weak = ticker;
+    s = ticker->subscribe([callback_state] { ++*callback_state; });
+    // Armed and ticking: its pending wait holds the ticker.
+    ASSERT_TRUE(run_until(ioc, [&] { return *callback_state >= 2; }));
+    EXPECT_EQ(callback_state.use_count(), 2);  // here and in the ticker
   }
-  s.reset();  // the ticker is gone: nothing to do, no crash
-  SUCCEED();
+  EXPECT_TRUE(weak.expired()) << "the subscription kept its ticker alive after the io_context";
+  EXPECT_EQ(callback_state.use_count(), 1) << "the ticker's callback outlived it";
+  s.reset();  // the ticker is gone: nothing to do, nothing touched
+  EXPECT_TRUE(weak.expired());
 }
 
 }  // namespace
