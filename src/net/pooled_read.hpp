@@ -117,7 +117,9 @@ class RecvOp : public ad::reactor_op {
         prefix_size_(prefix_size),
         handler_(std::move(handler)),
         work_(handler_, io_ex) {
-    std::memcpy(prefix_, prefix, prefix_size);
+    // No prefix may come as (nullptr, 0): memcpy from a null pointer is
+    // undefined even for no bytes.
+    if (prefix_size) std::memcpy(prefix_, prefix, prefix_size);
   }
 
   static status do_perform(ad::reactor_op* base) {
