@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds, and runs every test registered in ctest: the
 # unit and integration tests, and the end-to-end tests (tests/e2e, the
-# official Deepgram JS SDK against sluice and its simulator).
+# official Deepgram JS SDK against sluice and its simulator). Then the
+# sanitizer builds (scripts/sanitize.sh): the unit and integration tests
+# under AddressSanitizer + UndefinedBehaviorSanitizer, the concurrency-
+# sensitive ones under ThreadSanitizer; any report fails. That step builds
+# twice more (build-asan, build-tsan); SLUICE_TEST_SANITIZERS=0 skips it.
 #
 # The history store's tests run on SQLite and on PostgreSQL: this script
 # starts a private PostgreSQL cluster (scripts/test-postgres.sh, 127.0.0.1:15432)
@@ -27,3 +31,10 @@ fi
 
 echo "test: ctest"
 ctest --test-dir build --output-on-failure -j1
+
+if [[ "${SLUICE_TEST_SANITIZERS:-1}" == 0 ]]; then
+  echo "test: sanitizer builds skipped (SLUICE_TEST_SANITIZERS=0)"
+else
+  echo "test: sanitizer builds"
+  bash scripts/sanitize.sh all
+fi
