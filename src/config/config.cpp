@@ -274,8 +274,9 @@ Config parse_config(const std::string& yaml_text) {
     }
   }
   if (auto log = root["log"]; log && !log.IsNull()) {
-    check_keys(log, "log", {"level"});
+    check_keys(log, "log", {"level", "format"});
     if (auto n = log["level"]) c.log.level = as_string(n, "log.level");
+    if (auto n = log["format"]) c.log.format = as_string(n, "log.format");
   }
   validate(c);
   return c;
@@ -306,6 +307,7 @@ void apply_environment(Config& c, const char* (*getenv)(const char*)) {
   if (auto v = env("SLUICE_UPSTREAM_URL")) c.upstream.url = *v;
   if (auto v = env("SLUICE_AGENT_UPSTREAM_URL")) c.upstream.agent_url = *v;
   if (auto v = env("SLUICE_LOG_LEVEL")) c.log.level = *v;
+  if (auto v = env("SLUICE_LOG_FORMAT")) c.log.format = *v;
   if (auto v = env("SLUICE_STORE_URL")) c.store.url = *v;
   if (auto v = env("SLUICE_DATA_DIR")) c.store.data_dir = *v;
   if (auto v = env("SLUICE_TLS_CERT")) c.tls.cert_file = *v;
@@ -353,6 +355,8 @@ void validate(const Config& c) {
   static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "critical", "off"};
   if (!levels.count(c.log.level))
     throw ConfigError("log.level", "expected one of trace, debug, info, warn, error; got '" + c.log.level + "'");
+  if (c.log.format != "text" && c.log.format != "json")
+    throw ConfigError("log.format", "expected text or json; got '" + c.log.format + "'");
   std::set<std::string> pool_names;
   for (std::size_t i = 0; i < c.pools.size(); ++i) {
     const auto& p = c.pools[i];

@@ -199,22 +199,6 @@ struct OpenSession {
   config::PoolConfig pool;
 };
 
-std::string format_seconds(double s) { return fmt::format("{:.1f}s", s); }
-
-void log_summary(const registry::SessionEntry& e, std::string_view closed_by, int code, std::string_view reason) {
-  const auto& c = e.counters();
-  auto age = e.info().age_seconds(registry::mono_ns());
-  spdlog::info(
-      "[S{}] closed by {} ({} \"{}\") after {}: tenant={} path={} model={} request_id={} "
-      "client->upstream {} msgs {} B (audio {} msgs, {} s, keepalive {}, finalize {}, closestream {}), "
-      "upstream->client {} msgs {} B",
-      e.info().id, closed_by, code, reason, format_seconds(age), e.info().tenant,
-      protocol::endpoint_path(e.info().endpoint), e.info().model.empty() ? "-" : e.info().model,
-      e.request_id().empty() ? "-" : e.request_id(), c.client_messages.load(), c.client_bytes.load(),
-      c.audio_messages.load(), fmt::format("{:.2f}", e.audio_seconds()), c.keep_alive.load(),
-      c.finalize.load(), c.close_stream.load(), c.upstream_messages.load(), c.upstream_bytes.load());
-}
-
 // Waits for admission while watching the client: one that hangs up leaves the
 // queue at once.
 template <class ClientStream>
@@ -374,8 +358,8 @@ std::chrono::steady_clock::duration handshake_deadline(const config::Config& cfg
 // there), under the handshake deadline.
 // The part of a refusal that needs no client: the row and the log line.
 void record_refusal(const Refused& r, StreamState* state) {
-  if (state && r.ending) state->not_opened(*r.ending);
-  if (!r.log.empty()) spdlog::log(r.level, "{}", r.log);
+  if (state && r.ending) state->not_opened(*r.ending, r.log, r.level);  // its ending line
+  else if (!r.log.empty()) spdlog::log(r.level, "{}", r.log);
 }
 
 template <class ClientStream>
@@ -733,8 +717,6 @@ asio::awaitable<std::unique_ptr<OpenSession<BareStream<ClientStream>>>> serve(Cl
     co_return nullptr;
   }
   state->opened();
-  spdlog::debug("[S{}] open: tenant={} pool={} {} request_id={} client={}", state->id(), identity->tenant,
-                state->entry().info().pool, route->target.substr(0, route->target.find('?')), conn->request_id, peer);
   using Open = OpenSession<BareStream<ClientStream>>;
   co_return std::unique_ptr<Open>(new Open{std::move(*client), std::move(client_pending), std::move(conn->stream),
                                            std::move(conn->pending), std::move(state), std::move(policy),
@@ -755,12 +737,13 @@ asio::awaitable<void> relay_session(std::unique_ptr<OpenSession<Bare>> s, Sessio
                     *services.ticker);
         relay.on_upstream_gone([&] { state.upstream_gone(); });
         co_await relay.run();
-        log_summary(entry, relay.closed_by, relay.close_code, relay.close_reason);
         auto how = ending(relay.reap_reason().empty() ? history::Outcome::completed : history::Outcome::reaped,
                           relay.reap_reason(), relay.closed_by);
         if (relay.close_code) how.close_code = relay.close_code;
         how.close_reason = relay.close_reason;
-        state.finished(how);
+        state.finished(how, fmt::format("[S{}] closed by {} ({} \"{}\") after {:.1f}s", entry.info().id,
+                                        relay.closed_by, relay.close_code, relay.close_reason,
+                                        entry.info().age_seconds(registry::mono_ns())));
       },
       s->upstream);
 }
