@@ -383,7 +383,7 @@ void validate(const Config& c) {
         throw ConfigError(prefix + ".keys", "a key hash is listed twice (keys must map to one tenant)");
     for (const auto& [pool, q] : t.quotas) {
       auto qkey = prefix + ".quotas." + pool;
-      auto it = std::find_if(pools.begin(), pools.end(), [&](const PoolConfig& p) { return p.name == pool; });
+      auto it = std::find_if(pools.begin(), pools.end(), [&name = pool](const PoolConfig& p) { return p.name == name; });
       if (it == pools.end()) throw ConfigError(qkey, "no pool named '" + pool + "'");
       if (q.max > 0 && q.reserved > q.max) throw ConfigError(qkey + ".reserved", "must not exceed max");
       reserved_sum[pool] += q.reserved;
