@@ -57,7 +57,12 @@ std::optional<HttpRefusal> check_upgrade(const UpgradeRequest& req) {
     r.headers.emplace_back("Allow", "GET");
     return r;
   }
-  if (req.version() < 11) return sluice_error(400, "Bad Request", "sluice: a WebSocket upgrade needs HTTP/1.1");
+  // HTTP/1.1 (RFC 6455 4.1; Beast's parser reads only 1.0 and 1.1) with a
+  // Host field (RFC 6455 4.2.1, RFC 9112 3.2): Beast's accept refuses
+  // anything else.
+  if (req.version() != 11) return sluice_error(400, "Bad Request", "sluice: a WebSocket upgrade needs HTTP/1.1");
+  if (req.find(http::field::host) == req.end())
+    return sluice_error(400, "Bad Request", "sluice: a WebSocket upgrade needs a Host field");
   if (!http::token_list(req[http::field::upgrade]).exists("websocket")) {
     auto r = sluice_error(426, "UPGRADE_REQUIRED",
                           "sluice: this endpoint streams over WebSocket; send a WebSocket upgrade request "

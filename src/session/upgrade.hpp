@@ -34,10 +34,12 @@ struct HttpRefusal {
 HttpRefusal sluice_error(unsigned status, std::string_view code, std::string_view message);
 
 // Checks that a request is a complete WebSocket upgrade (RFC 6455 4.2.1):
-// GET over HTTP/1.1, `Upgrade: websocket`, `Connection: upgrade`, a
-// Sec-WebSocket-Key of 16 bytes in base64, Sec-WebSocket-Version 13. Done
-// before authentication, admission or any upstream work, so a request the
-// client's accept would refuse costs nothing.
+// GET over HTTP/1.1, a Host field, `Upgrade: websocket`, `Connection:
+// upgrade`, a Sec-WebSocket-Key of 16 bytes in base64, Sec-WebSocket-Version
+// 13. Done before authentication, admission or any upstream work, so a request
+// the client's accept would refuse costs nothing: every request it passes,
+// Beast's accept takes (the fuzz target `upgrade` checks this); it is stricter
+// only about the key's form.
 std::optional<HttpRefusal> check_upgrade(const UpgradeRequest& req);
 
 // The fields read from the upgrade request that decide what happens next.
