@@ -28,6 +28,16 @@ constexpr std::array kClassifyingParams{
     "eot_timeout_ms", "speed",         "mip_opt_out",       "detect_entities", "keyterm",
     "language_hint",  "filler_words",  "dictation",         "measurements", "paragraphs"};
 
+// A client's text as an error message may show it: printable ASCII (others
+// as '?'), at most 64 characters. Error bodies are JSON, which must be valid
+// UTF-8, and dg-error is a header.
+std::string printable(std::string_view s) {
+  std::string out;
+  for (char c : s.substr(0, 64)) out.push_back(c >= 0x20 && c < 0x7F ? c : '?');
+  if (s.size() > 64) out += "...";
+  return out;
+}
+
 int to_int(std::string_view s, int fallback) {
   int v = fallback;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
@@ -53,7 +63,7 @@ HttpRefusal sluice_error(unsigned status, std::string_view code, std::string_vie
 std::optional<HttpRefusal> check_upgrade(const UpgradeRequest& req) {
   if (req.method() != http::verb::get) {
     auto r = sluice_error(405, "METHOD_NOT_ALLOWED",
-                          fmt::format("sluice: a WebSocket upgrade is a GET request, not {}", std::string(req.method_string())));
+                          fmt::format("sluice: a WebSocket upgrade is a GET request, not {}", printable(req.method_string())));
     r.headers.emplace_back("Allow", "GET");
     return r;
   }
@@ -82,7 +92,7 @@ std::optional<HttpRefusal> check_upgrade(const UpgradeRequest& req) {
   if (req[http::field::sec_websocket_version] != "13") {
     auto r = sluice_error(426, "UPGRADE_REQUIRED",
                           fmt::format("sluice: unsupported Sec-WebSocket-Version '{}'; this server speaks 13",
-                                      std::string(req[http::field::sec_websocket_version])));
+                                      printable(req[http::field::sec_websocket_version])));
     r.headers.emplace_back("Sec-WebSocket-Version", "13");
     return r;
   }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/beast/http/parser.hpp>
+#include <boost/json/parse.hpp>
 
 #include <string>
 
@@ -69,3 +70,17 @@ TEST(Upgrade, RequestsBeastsAcceptRefusesAreRefusedFirst) {
   EXPECT_TRUE(read_route(parse("GET /v1/listen HTTP/1.1\r\nHost:\r\n" + kFields + "\r\n")).route);
 }
 
+// Found by the fuzz target `upgrade`: the refusal echoed the client's
+// Sec-WebSocket-Version as it came, so a byte that is not UTF-8 made the
+// JSON body one a client cannot parse.
+TEST(Upgrade, RefusalsEchoOnlyPrintableText) {
+  auto r = read_route(parse("GET /v1/listen HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 1\xff" "2\r\n\r\n"));
+  ASSERT_TRUE(r.refusal);
+  EXPECT_EQ(r.refusal->status, 426u);
+  boost::system::error_code ec;
+  auto body = boost::json::parse(r.refusal->body, ec);
+  ASSERT_FALSE(ec) << r.refusal->body;
+  EXPECT_NE(std::string(body.at("err_msg").as_string()).find("'1?2'"), std::string::npos);
+  EXPECT_EQ(r.refusal->dg_error.find('\xff'), std::string::npos);
+}
