@@ -178,12 +178,14 @@ void check_credential(const Setup& s, const session::UpgradeRequest& req) {
   if (!c) return;
   CHECK(!c->secret.empty(), "empty secret");
   CHECK(c->secret.find_first_of(" \t") == std::string::npos, "secret with whitespace");
+  CHECK(c->via_subprotocol == !c->subprotocol.empty(), "via_subprotocol without the subprotocol to select");
   if (c->via_subprotocol) {
+    // What accept_client selects: it must be one the client offered, exactly.
     bool listed = false;
     for (auto item : http::token_list{offered})
-      if (item == protocol::scheme_word(c->scheme)) listed = true;
-    CHECK(listed, "selected subprotocol '" + std::string(protocol::scheme_word(c->scheme)) +
-                      "' was not offered: '" + std::string(offered) + "'");
+      if (item == c->subprotocol) listed = true;
+    CHECK(listed, "selected subprotocol '" + c->subprotocol + "' was not offered: '" + std::string(offered) + "'");
+    CHECK(beast::iequals(c->subprotocol, protocol::scheme_word(c->scheme)), "subprotocol is not the scheme word");
   }
   auto tenant = s.keys->tenant_for(c->secret);
   CHECK(tenant.has_value() == (!s.keys->empty() && c->secret == kKey), "a key maps to the wrong tenant");

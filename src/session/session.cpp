@@ -334,6 +334,7 @@ struct Identity {
   std::string tenant;
   std::string upstream_auth;  // the vendor's Authorization value: a secret, never logged
   bool via_subprotocol = false;
+  std::string subprotocol;  // the one to select: the scheme word as the client offered it
   protocol::AuthScheme scheme = protocol::AuthScheme::token;
 };
 
@@ -351,6 +352,7 @@ Result<Identity> authenticate(const http::request<http::empty_body>& req, const 
                                route.target.substr(0, route.target.find('?'))));
   Identity id;
   id.via_subprotocol = credential->via_subprotocol;
+  id.subprotocol = credential->subprotocol;
   id.scheme = credential->scheme;
   if (policy.config.pass_through()) {
     id.tenant = "fp:" + protocol::fingerprint(credential->secret);
@@ -542,7 +544,7 @@ asio::awaitable<Result<BareStream<ClientStream>>> accept_client(ClientStream str
   std::optional<websocket::stream<ClientStream>> ws;
   ws.emplace(std::move(stream));
   const auto id = state.id();
-  std::string selected = identity.via_subprotocol ? std::string(protocol::scheme_word(identity.scheme)) : "";
+  const std::string& selected = identity.subprotocol;
   ws->set_option(websocket::stream_base::decorator([&conn, &selected, id](websocket::response_type& res) {
     res.set(http::field::server, "sluice");
     if (!conn.request_id.empty()) res.set("dg-request-id", conn.request_id);
