@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds, and runs every test registered in ctest: the
 # unit and integration tests, and the end-to-end tests (tests/e2e, the
-# official Deepgram JS SDK against sluice and its simulator).
+# official Deepgram JS SDK against sluice and its simulator); then runs each
+# fuzz target for a minute (scripts/fuzz.sh --ci).
 #
 # The history store's tests run on SQLite and on PostgreSQL: this script
 # starts a private PostgreSQL cluster (scripts/test-postgres.sh, 127.0.0.1:15432)
@@ -27,3 +28,8 @@ fi
 
 echo "test: ctest"
 ctest --test-dir build --output-on-failure -j1
+
+# The fuzz targets, a minute each on their seed corpora (scripts/fuzz.sh;
+# docs/architecture.md, "How the code is checked: fuzz targets").
+echo "test: fuzz targets"
+bash scripts/fuzz.sh --ci
