@@ -17,6 +17,9 @@ packages=(
   # compares with, the tools it drives them with, and liburing for the bare
   # relay it measures as the floor (bench/relay_floor.cpp)
   nginx haproxy jq iproute2 procps util-linux liburing-dev
+  # the fuzz targets (fuzz/, scripts/fuzz.sh): clang with libFuzzer and the
+  # sanitizers' runtimes
+  clang-14 libclang-rt-14-dev libfuzzer-14-dev
 )
 
 missing=()

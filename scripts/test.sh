@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds, and runs every test registered in ctest: the
 # unit and integration tests, and the end-to-end tests (tests/e2e, the
-# official Deepgram JS SDK against sluice and its simulator). Then the
-# sanitizer builds (scripts/sanitize.sh): the unit and integration tests
-# under AddressSanitizer + UndefinedBehaviorSanitizer, the concurrency-
-# sensitive ones under ThreadSanitizer; any report fails. That step builds
-# twice more (build-asan, build-tsan); SLUICE_TEST_SANITIZERS=0 skips it.
+# official Deepgram JS SDK against sluice and its simulator). Then each fuzz
+# target for a minute (scripts/fuzz.sh --ci), and the sanitizer builds
+# (scripts/sanitize.sh): the unit and integration tests under
+# AddressSanitizer + UndefinedBehaviorSanitizer, the concurrency-sensitive
+# ones under ThreadSanitizer; any report fails. That step builds twice more
+# (build-asan, build-tsan); SLUICE_TEST_SANITIZERS=0 skips it.
 #
 # The history store's tests run on SQLite and on PostgreSQL: this script
 # starts a private PostgreSQL cluster (scripts/test-postgres.sh, 127.0.0.1:15432)
@@ -31,6 +32,11 @@ fi
 
 echo "test: ctest"
 ctest --test-dir build --output-on-failure -j1
+
+# The fuzz targets, a minute each on their seed corpora (scripts/fuzz.sh;
+# docs/architecture.md, "How the code is checked: fuzz targets").
+echo "test: fuzz targets"
+bash scripts/fuzz.sh --ci
 
 if [[ "${SLUICE_TEST_SANITIZERS:-1}" == 0 ]]; then
   echo "test: sanitizer builds skipped (SLUICE_TEST_SANITIZERS=0)"

@@ -17,6 +17,7 @@ boost::json::object session_json(const registry::Registry& registry, const regis
   boost::json::object o;
   o["id"] = i.id;
   o["tenant"] = i.tenant;
+  o["pool"] = i.pool;
   o["path"] = protocol::endpoint_path(i.endpoint);
   o["family"] = protocol::family_name(protocol::endpoint_family(i.endpoint));
   o["model"] = i.model;

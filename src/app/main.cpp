@@ -2,6 +2,7 @@
 // lives in its own file under src/app/.
 #include <CLI/CLI.hpp>
 
+#include "app/admin_commands.hpp"
 #include "app/history_commands.hpp"
 #include "app/loadgen_command.hpp"
 #include "app/serve_command.hpp"
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
   sluice::app::register_sim_command(app);
   sluice::app::register_loadgen_command(app, exit_code);
   sluice::app::register_history_commands(app, exit_code);
+  sluice::app::register_admin_commands(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

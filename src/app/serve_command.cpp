@@ -19,7 +19,6 @@
 #include <sys/stat.h>
 #include <thread>
 
-#include "app/logging.hpp"
 #include "config/config.hpp"
 #include "net/listener.hpp"
 #include "protocol/credential.hpp"
@@ -29,6 +28,7 @@
 #include "registry/registry.hpp"
 #include "server/gateway.hpp"
 #include "sim/simulator.hpp"
+#include "util/log.hpp"
 
 namespace sluice::app {
 namespace {
@@ -39,6 +39,7 @@ struct ServeOptions {
   std::string admin_listen;
   std::string upstream;
   std::string log_level;
+  std::string log_format;
   std::string admin_token_file = "sluice-admin.token";
   int threads = 0;
   double drain_seconds = -1;  // unset: the file's drain_timeout
@@ -78,6 +79,7 @@ config::Config load_effective_config(const ServeOptions& o) {
   if (!o.admin_listen.empty()) cfg.admin.listen = o.admin_listen;
   if (!o.upstream.empty()) cfg.upstream.url = o.upstream;
   if (!o.log_level.empty()) cfg.log.level = o.log_level;
+  if (!o.log_format.empty()) cfg.log.format = o.log_format;
   if (o.threads > 0) cfg.threads = o.threads;
   if (o.drain_seconds >= 0) cfg.drain_timeout = config::Seconds(o.drain_seconds);
   config::validate(cfg);
@@ -92,7 +94,7 @@ int run_serve(const ServeOptions& o) {
     std::cerr << "sluice: invalid configuration: " << e.what() << "\n";
     return 2;
   }
-  setup_logging(cfg.log.level);
+  util::log::setup(cfg.log.level, *util::log::parse_format(cfg.log.format));
   raise_open_file_limit();
 
   boost::asio::io_context ioc(cfg.threads);
@@ -256,6 +258,9 @@ void register_serve_command(CLI::App& app, int& exit_code) {
                   "Upstream base URL, ws:// or wss:// (default wss://api.deepgram.com; without it and without "
                   "DEEPGRAM_API_KEY the bundled simulator is started as upstream)");
   cmd->add_option("--log-level", o->log_level, "trace, debug, info, warn or error (default info)");
+  cmd->add_option("--log-format", o->log_format,
+                  "text (default) or json: one JSON object per line with time, level, run, msg and the stream's fields")
+      ->check(CLI::IsMember({"text", "json"}));
   cmd->add_option("--threads", o->threads, "I/O threads (default 1)")->check(CLI::Range(1, 256));
   cmd->add_option("--admin-token-file", o->admin_token_file,
                   "Where to write a generated admin token when none is configured")

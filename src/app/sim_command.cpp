@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "app/logging.hpp"
+#include "util/log.hpp"
 #include "net/listener.hpp"
 #include "protocol/endpoint.hpp"
 #include "sim/simulator.hpp"
@@ -97,7 +97,7 @@ sim::SimConfig make_config(const SimOptions& o) {
 
 void run_sim(const SimOptions& o) {
   auto config = make_config(o);
-  setup_logging(o.log_level);
+  util::log::setup(o.log_level);
   boost::asio::io_context ioc(o.threads);
   std::optional<sim::Simulator> simulator;
   try {

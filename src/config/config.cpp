@@ -14,8 +14,23 @@
 namespace sluice::config {
 namespace {
 
+// A key's name in errors; an empty key shows as "".
 std::string join(const std::string& prefix, const std::string& key) {
-  return prefix.empty() ? key : prefix + "." + key;
+  auto shown = key.empty() ? std::string("\"\"") : key;
+  return prefix.empty() ? shown : prefix + "." + shown;
+}
+
+// A mapping's key as text. YAML allows any node as a key (`? [a, b]`, `~`,
+// control characters); a configuration's keys are plain words, and errors
+// name them.
+std::string key_text(const YAML::Node& key, const std::string& prefix) {
+  auto plain = [](const std::string& s) {
+    return std::none_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7F; });
+  };
+  if (!key.IsScalar() || !plain(key.Scalar()))
+    throw ConfigError(prefix.empty() ? "<root>" : prefix,
+                      "expected a plain key, got a list, a mapping, null or control characters");
+  return key.Scalar();
 }
 
 // Rejects keys this version does not know, so a typo is never silently ignored.
@@ -24,7 +39,7 @@ void check_keys(const YAML::Node& node, const std::string& prefix,
   if (!node.IsMap()) throw ConfigError(prefix.empty() ? "<root>" : prefix, "expected a mapping");
   std::set<std::string> known(allowed.begin(), allowed.end());
   for (const auto& kv : node) {
-    auto key = kv.first.as<std::string>();
+    auto key = key_text(kv.first, prefix);
     if (!known.count(key)) {
       std::string list;
       for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
@@ -76,6 +91,8 @@ std::uint64_t as_bytes(const YAML::Node& n, const std::string& key) {
   auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
   if (ec != std::errc() || p != digits.data() + digits.size() || v == 0)
     throw ConfigError(key, "expected a positive size in bytes (e.g. 65536, 64KiB, 4MiB), got '" + s + "'");
+  if (v > (std::uint64_t{1} << 50) / mult)  // 1 PiB: beyond it, a mistake (and v * mult could wrap to 0)
+    throw ConfigError(key, "must be at most 1024TiB, got '" + s + "'");
   return v * mult;
 }
 
@@ -96,6 +113,9 @@ void check_upstream_url(const std::string& key, const std::string& value) {
     throw ConfigError(key, "expected a ws:// or wss:// URL, got '" + value + "'");
 }
 
+// The longest duration any option takes: a century (36525 days).
+constexpr double kMaxDurationSeconds = 36525.0 * 86400;
+
 }  // namespace
 
 Seconds parse_duration(const std::string& key, const std::string& text) {
@@ -113,6 +133,9 @@ Seconds parse_duration(const std::string& key, const std::string& text) {
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (s.empty() || ec != std::errc() || p != s.data() + s.size() || v < 0 || !std::isfinite(v))
     throw ConfigError(key, "expected a duration such as 10s, 250ms, 2m, 1h or 7d, got '" + text + "'");
+  // Durations become deadlines on nanosecond clocks: beyond a century they
+  // are mistakes, and beyond ~292 years they would overflow.
+  if (v * unit > kMaxDurationSeconds) throw ConfigError(key, "must be at most 36525d (100 years), got '" + text + "'");
   return Seconds(v * unit);
 }
 
@@ -192,7 +215,7 @@ Config parse_config(const std::string& yaml_text) {
       if (auto quotas = t["quotas"]; quotas && !quotas.IsNull()) {
         if (!quotas.IsMap()) throw ConfigError(prefix + ".quotas", "expected a mapping of pool name to {max, reserved}");
         for (const auto& kv : quotas) {
-          auto pool = kv.first.as<std::string>();
+          auto pool = key_text(kv.first, prefix + ".quotas");
           auto qkey = prefix + ".quotas." + pool;
           check_keys(kv.second, qkey, {"max", "reserved"});
           TenantQuota q;
@@ -219,9 +242,10 @@ Config parse_config(const std::string& yaml_text) {
         if (auto n = m["path"]) pc.match.path = as_string(n, prefix + ".match.path");
         if (auto ps = m["params"]; ps && !ps.IsNull()) {
           if (!ps.IsMap()) throw ConfigError(prefix + ".match.params", "expected a mapping of parameter to value");
-          for (const auto& kv : ps)
-            pc.match.params[kv.first.as<std::string>()] =
-                as_string(kv.second, prefix + ".match.params." + kv.first.as<std::string>());
+          for (const auto& kv : ps) {
+            auto param = key_text(kv.first, prefix + ".match.params");
+            pc.match.params[param] = as_string(kv.second, prefix + ".match.params." + param);
+          }
         }
       }
       if (auto n = p["limit"]) pc.limit = static_cast<int>(as_int(n, prefix + ".limit", 1, 1000000));
@@ -274,8 +298,9 @@ Config parse_config(const std::string& yaml_text) {
     }
   }
   if (auto log = root["log"]; log && !log.IsNull()) {
-    check_keys(log, "log", {"level"});
+    check_keys(log, "log", {"level", "format"});
     if (auto n = log["level"]) c.log.level = as_string(n, "log.level");
+    if (auto n = log["format"]) c.log.format = as_string(n, "log.format");
   }
   validate(c);
   return c;
@@ -306,6 +331,7 @@ void apply_environment(Config& c, const char* (*getenv)(const char*)) {
   if (auto v = env("SLUICE_UPSTREAM_URL")) c.upstream.url = *v;
   if (auto v = env("SLUICE_AGENT_UPSTREAM_URL")) c.upstream.agent_url = *v;
   if (auto v = env("SLUICE_LOG_LEVEL")) c.log.level = *v;
+  if (auto v = env("SLUICE_LOG_FORMAT")) c.log.format = *v;
   if (auto v = env("SLUICE_STORE_URL")) c.store.url = *v;
   if (auto v = env("SLUICE_DATA_DIR")) c.store.data_dir = *v;
   if (auto v = env("SLUICE_TLS_CERT")) c.tls.cert_file = *v;
@@ -353,6 +379,8 @@ void validate(const Config& c) {
   static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "critical", "off"};
   if (!levels.count(c.log.level))
     throw ConfigError("log.level", "expected one of trace, debug, info, warn, error; got '" + c.log.level + "'");
+  if (c.log.format != "text" && c.log.format != "json")
+    throw ConfigError("log.format", "expected text or json; got '" + c.log.format + "'");
   std::set<std::string> pool_names;
   for (std::size_t i = 0; i < c.pools.size(); ++i) {
     const auto& p = c.pools[i];
@@ -383,7 +411,7 @@ void validate(const Config& c) {
         throw ConfigError(prefix + ".keys", "a key hash is listed twice (keys must map to one tenant)");
     for (const auto& [pool, q] : t.quotas) {
       auto qkey = prefix + ".quotas." + pool;
-      auto it = std::find_if(pools.begin(), pools.end(), [&](const PoolConfig& p) { return p.name == pool; });
+      auto it = std::find_if(pools.begin(), pools.end(), [&name = pool](const PoolConfig& p) { return p.name == name; });
       if (it == pools.end()) throw ConfigError(qkey, "no pool named '" + pool + "'");
       if (q.max > 0 && q.reserved > q.max) throw ConfigError(qkey + ".reserved", "must not exceed max");
       reserved_sum[pool] += q.reserved;

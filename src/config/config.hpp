@@ -135,6 +135,7 @@ struct StoreConfig {
 
 struct LogConfig {
   std::string level = "info";  // trace, debug, info, warn, error
+  std::string format = "text";  // text (for people) or json (one object per line)
 };
 
 struct Config {

@@ -477,7 +477,11 @@ Micros parse_time(std::string_view text, Micros now, const Zone& zone) {
 std::string format_time(Micros t, const Zone& zone) {
   auto secs = floor_div(t, 1'000'000);
   auto ms = (t - secs * 1'000'000) / 1000;
+  // RFC 3339 writes an offset to the minute. An offset with seconds (a local
+  // mean time, before a zone's first standard time) is written to the minute,
+  // and the wall-clock time with it, so that the text still names the instant.
   auto offset = zone.offset_at(secs);
+  offset -= offset % 60;
   auto local = secs + offset;
   auto days = floor_div(local, kDay);
   auto sod = local - days * kDay;

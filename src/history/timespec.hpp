@@ -54,7 +54,9 @@ class Zone {
 Micros parse_time(std::string_view text, Micros now, const Zone& zone = {});
 
 // RFC 3339 with milliseconds: 2026-11-20T14:00:00.250Z in UTC, else with
-// the zone's offset at that instant (2026-11-20T15:00:00.250+01:00).
+// the zone's offset at that instant (2026-11-20T15:00:00.250+01:00), to the
+// minute. parse_time reads it back as `t` to the millisecond (years 0001 to
+// 9999; the fuzz target `timespec` checks this).
 std::string format_time(Micros t, const Zone& zone = {});
 
 // Days since 1970-01-01 of a proleptic Gregorian date, and back.

@@ -63,7 +63,7 @@ std::optional<Credential> parse_credential(std::string_view authorization,
     auto secret = trim(authorization.substr(space));
     if (!scheme || secret.empty() || secret.find_first_of(" \t") != std::string_view::npos)
       return std::nullopt;
-    return Credential{*scheme, std::string(secret), false};
+    return Credential{*scheme, std::string(secret), false, {}};
   }
   if (subprotocols.empty()) return std::nullopt;
   // Sec-WebSocket-Protocol is a comma-separated list of tokens; the scheme
@@ -72,7 +72,7 @@ std::optional<Credential> parse_credential(std::string_view authorization,
   for (auto item : boost::beast::http::token_list{subprotocols}) items.push_back(item);
   for (std::size_t i = 0; i + 1 < items.size(); ++i) {
     if (auto scheme = scheme_from(items[i])) {
-      return Credential{*scheme, std::string(items[i + 1]), true};
+      return Credential{*scheme, std::string(items[i + 1]), true, std::string(items[i])};
     }
   }
   return std::nullopt;

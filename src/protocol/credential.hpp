@@ -15,6 +15,10 @@ struct Credential {
   AuthScheme scheme = AuthScheme::token;
   std::string secret;
   bool via_subprotocol = false;  // the browser form: echo the scheme word back
+  // The browser form's scheme word exactly as the client offered it ("token",
+  // "Token", ...): the subprotocol to select, since a client fails the
+  // connection if the server selects one it did not offer (RFC 6455 4.1).
+  std::string subprotocol;
 };
 
 std::string_view scheme_word(AuthScheme s);  // "token" / "bearer"

@@ -170,6 +170,7 @@ class Registration {
   SessionEntry& entry() const { return *entry_; }
   const std::shared_ptr<SessionEntry>& shared() const { return entry_; }
   SessionEntry* operator->() const { return entry_.get(); }
+  Registry* registry() const { return registry_; }
 
  private:
   Registry* registry_ = nullptr;

@@ -7,7 +7,6 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
-#include <boost/beast/http/rfc7230.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
@@ -16,27 +15,23 @@
 #include <boost/beast/websocket/stream.hpp>
 #include <boost/json/array.hpp>
 #include <boost/json/serialize.hpp>
-#include <boost/url/parse.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include <array>
-#include <charconv>
 #include <cmath>
 #include <limits>
 #include <random>
-#include <openssl/evp.h>
 #include <sys/socket.h>
 
 #include "history/recorder.hpp"
 #include "net/listener.hpp"
-#include "protocol/audio.hpp"
 #include "protocol/credential.hpp"
 #include "protocol/endpoint.hpp"
 #include "protocol/errors.hpp"
 #include "protocol/message.hpp"
 #include "session/relay.hpp"
 #include "session/stream_state.hpp"
+#include "session/upgrade.hpp"
 
 namespace sluice::session {
 namespace {
@@ -47,28 +42,6 @@ namespace http = beast::http;
 namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-
-// Query parameters recorded with a session: they classify a stream (model,
-// format, features) and never carry secrets or URLs.
-constexpr std::array kClassifyingParams{
-    "model",          "encoding",      "sample_rate",       "channels",     "multichannel",
-    "language",       "version",       "tier",              "diarize",      "interim_results",
-    "punctuate",      "smart_format",  "endpointing",       "utterance_end_ms", "vad_events",
-    "redact",         "numerals",      "profanity_filter",  "eot_threshold", "eager_eot_threshold",
-    "eot_timeout_ms", "speed",         "mip_opt_out",       "detect_entities", "keyterm",
-    "language_hint",  "filler_words",  "dictation",         "measurements", "paragraphs"};
-
-bool is_classifying(std::string_view key) {
-  for (auto k : kClassifyingParams)
-    if (key == k) return true;
-  return false;
-}
-
-int to_int(std::string_view s, int fallback) {
-  int v = fallback;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  return (ec == std::errc() && p == s.data() + s.size()) ? v : fallback;
-}
 
 std::string client_address(const tcp::socket& s) {
   boost::system::error_code ec;
@@ -83,17 +56,6 @@ bool expected_ending(const boost::system::error_code& ec) {
          ec == asio::error::operation_aborted || ec == asio::ssl::error::stream_truncated ||
          ec == http::error::end_of_stream;
 }
-
-// An HTTP answer in place of an upgrade: Deepgram-shaped JSON.
-struct HttpRefusal {
-  unsigned status = 400;
-  std::string body;
-  std::string content_type = "application/json";
-  std::string request_id;  // dg-request-id (only when the vendor gave one)
-  std::string dg_error;
-  std::string retry_after;
-  std::vector<std::pair<std::string, std::string>> headers;  // more fields (Allow, Sec-WebSocket-Version)
-};
 
 template <class Stream>
 asio::awaitable<void> send_refusal(Stream& stream, const HttpRefusal& r, std::uint64_t session_id) {
@@ -115,63 +77,6 @@ asio::awaitable<void> send_refusal(Stream& stream, const HttpRefusal& r, std::ui
     beast::get_lowest_layer(stream).socket().shutdown(tcp::socket::shutdown_send, ignored);
   }
 }
-
-HttpRefusal sluice_error(unsigned status, std::string_view code, std::string_view message) {
-  HttpRefusal r;
-  r.status = status;
-  r.body = protocol::error_body(code, message, protocol::make_uuid());
-  r.dg_error = std::string(message);
-  return r;
-}
-
-// Checks that a request is a complete WebSocket upgrade (RFC 6455 4.2.1):
-// GET over HTTP/1.1, `Upgrade: websocket`, `Connection: upgrade`, a
-// Sec-WebSocket-Key of 16 bytes in base64, Sec-WebSocket-Version 13. Done
-// before authentication, admission or any upstream work, so a request the
-// client's accept would refuse costs nothing.
-std::optional<HttpRefusal> check_upgrade(const http::request<http::empty_body>& req) {
-  if (req.method() != http::verb::get) {
-    auto r = sluice_error(405, "METHOD_NOT_ALLOWED",
-                          fmt::format("sluice: a WebSocket upgrade is a GET request, not {}", std::string(req.method_string())));
-    r.headers.emplace_back("Allow", "GET");
-    return r;
-  }
-  if (req.version() < 11) return sluice_error(400, "Bad Request", "sluice: a WebSocket upgrade needs HTTP/1.1");
-  if (!http::token_list(req[http::field::upgrade]).exists("websocket")) {
-    auto r = sluice_error(426, "UPGRADE_REQUIRED",
-                          "sluice: this endpoint streams over WebSocket; send a WebSocket upgrade request "
-                          "(Upgrade: websocket)");
-    r.headers.emplace_back("Upgrade", "websocket");
-    return r;
-  }
-  if (!http::token_list(req[http::field::connection]).exists("upgrade"))
-    return sluice_error(400, "Bad Request", "sluice: a WebSocket upgrade needs Connection: Upgrade");
-  auto key = req[http::field::sec_websocket_key];
-  unsigned char decoded[24];
-  if (key.size() != 24 || !key.ends_with("==") ||
-      EVP_DecodeBlock(decoded, reinterpret_cast<const unsigned char*>(key.data()), 24) != 18)
-    return sluice_error(400, "Bad Request",
-                        key.empty() ? "sluice: a WebSocket upgrade needs a Sec-WebSocket-Key"
-                                    : "sluice: Sec-WebSocket-Key must be 16 bytes in base64");
-  if (req[http::field::sec_websocket_version] != "13") {
-    auto r = sluice_error(426, "UPGRADE_REQUIRED",
-                          fmt::format("sluice: unsupported Sec-WebSocket-Version '{}'; this server speaks 13",
-                                      std::string(req[http::field::sec_websocket_version])));
-    r.headers.emplace_back("Sec-WebSocket-Version", "13");
-    return r;
-  }
-  return std::nullopt;
-}
-
-// The fields read from the upgrade request that decide what happens next.
-struct Route {
-  protocol::Endpoint endpoint;
-  std::string target;  // path + original query, untouched
-  std::string model;
-  std::vector<std::pair<std::string, std::string>> params;      // the classifying ones, recorded
-  std::vector<std::pair<std::string, std::string>> all_params;  // for the pools' match rules
-  double audio_bytes_per_second = 0;
-};
 
 // The bare stream under an accepted client WebSocket: the relay reads and
 // writes frames on it directly.
@@ -198,22 +103,6 @@ struct OpenSession {
   std::shared_ptr<const SessionPolicy> policy;  // the version this stream keeps
   config::PoolConfig pool;
 };
-
-std::string format_seconds(double s) { return fmt::format("{:.1f}s", s); }
-
-void log_summary(const registry::SessionEntry& e, std::string_view closed_by, int code, std::string_view reason) {
-  const auto& c = e.counters();
-  auto age = e.info().age_seconds(registry::mono_ns());
-  spdlog::info(
-      "[S{}] closed by {} ({} \"{}\") after {}: tenant={} path={} model={} request_id={} "
-      "client->upstream {} msgs {} B (audio {} msgs, {} s, keepalive {}, finalize {}, closestream {}), "
-      "upstream->client {} msgs {} B",
-      e.info().id, closed_by, code, reason, format_seconds(age), e.info().tenant,
-      protocol::endpoint_path(e.info().endpoint), e.info().model.empty() ? "-" : e.info().model,
-      e.request_id().empty() ? "-" : e.request_id(), c.client_messages.load(), c.client_bytes.load(),
-      c.audio_messages.load(), fmt::format("{:.2f}", e.audio_seconds()), c.keep_alive.load(),
-      c.finalize.load(), c.close_stream.load(), c.upstream_messages.load(), c.upstream_bytes.load());
-}
 
 // Waits for admission while watching the client: one that hangs up leaves the
 // queue at once.
@@ -374,8 +263,8 @@ std::chrono::steady_clock::duration handshake_deadline(const config::Config& cfg
 // there), under the handshake deadline.
 // The part of a refusal that needs no client: the row and the log line.
 void record_refusal(const Refused& r, StreamState* state) {
-  if (state && r.ending) state->not_opened(*r.ending);
-  if (!r.log.empty()) spdlog::log(r.level, "{}", r.log);
+  if (state && r.ending) state->not_opened(*r.ending, r.log, r.level);  // its ending line
+  else if (!r.log.empty()) spdlog::log(r.level, "{}", r.log);
 }
 
 template <class ClientStream>
@@ -415,35 +304,13 @@ asio::awaitable<Result<http::request<http::empty_body>>> read_request(ClientStre
 }
 
 // 2. Route: the path names the endpoint, the request must be a complete
-// WebSocket upgrade; the query goes upstream untouched.
+// WebSocket upgrade (session/upgrade.hpp); the query goes upstream untouched.
 Result<Route> route(const http::request<http::empty_body>& req, const std::string& peer) {
-  auto url = boost::urls::parse_origin_form(req.target());
-  if (!url) return refused(sluice_error(400, "Bad Request", "sluice: malformed request target"));
-  auto endpoint = protocol::endpoint_from_path(url->encoded_path());
-  if (!endpoint)
-    return refused(sluice_error(404, "NOT_FOUND",
-                                fmt::format("sluice: no streaming endpoint at {}; expected /v1/listen, "
-                                            "/v2/listen, /v1/speak or /v1/agent/converse",
-                                            std::string(url->encoded_path()))));
-  if (auto bad = check_upgrade(req)) {
-    auto log = fmt::format("client {}: refused {} ({}): {}", peer, std::string(url->encoded_path()), bad->status,
-                           bad->dg_error);
-    return refused(std::move(*bad), std::move(log));
-  }
-  Route route{*endpoint, std::string(req.target()), {}, {}, {}, 0};
-  std::string encoding;
-  int sample_rate = 0, channels = 1;
-  for (auto p : url->params()) {
-    route.all_params.emplace_back(p.key, p.value);
-    if (!is_classifying(p.key)) continue;
-    if (p.key == "model") route.model = p.value;
-    if (p.key == "encoding") encoding = p.value;
-    if (p.key == "sample_rate") sample_rate = to_int(p.value, 0);
-    if (p.key == "channels") channels = to_int(p.value, 1);
-    route.params.emplace_back(p.key, p.value);
-  }
-  route.audio_bytes_per_second = protocol::bytes_per_second(encoding, sample_rate, channels);
-  return route;
+  auto r = read_route(req);
+  if (r.route) return std::move(*r.route);
+  std::string log;
+  if (r.logged) log = fmt::format("client {}: refused {} ({}): {}", peer, r.path, r.refusal->status, r.refusal->dg_error);
+  return refused(std::move(*r.refusal), std::move(log));
 }
 
 // Who the client is and what the vendor is shown.
@@ -451,6 +318,7 @@ struct Identity {
   std::string tenant;
   std::string upstream_auth;  // the vendor's Authorization value: a secret, never logged
   bool via_subprotocol = false;
+  std::string subprotocol;  // the one to select: the scheme word as the client offered it
   protocol::AuthScheme scheme = protocol::AuthScheme::token;
 };
 
@@ -468,6 +336,7 @@ Result<Identity> authenticate(const http::request<http::empty_body>& req, const 
                                route.target.substr(0, route.target.find('?'))));
   Identity id;
   id.via_subprotocol = credential->via_subprotocol;
+  id.subprotocol = credential->subprotocol;
   id.scheme = credential->scheme;
   if (policy.config.pass_through()) {
     id.tenant = "fp:" + protocol::fingerprint(credential->secret);
@@ -659,7 +528,7 @@ asio::awaitable<Result<BareStream<ClientStream>>> accept_client(ClientStream str
   std::optional<websocket::stream<ClientStream>> ws;
   ws.emplace(std::move(stream));
   const auto id = state.id();
-  std::string selected = identity.via_subprotocol ? std::string(protocol::scheme_word(identity.scheme)) : "";
+  const std::string& selected = identity.subprotocol;
   ws->set_option(websocket::stream_base::decorator([&conn, &selected, id](websocket::response_type& res) {
     res.set(http::field::server, "sluice");
     if (!conn.request_id.empty()) res.set("dg-request-id", conn.request_id);
@@ -733,8 +602,6 @@ asio::awaitable<std::unique_ptr<OpenSession<BareStream<ClientStream>>>> serve(Cl
     co_return nullptr;
   }
   state->opened();
-  spdlog::debug("[S{}] open: tenant={} pool={} {} request_id={} client={}", state->id(), identity->tenant,
-                state->entry().info().pool, route->target.substr(0, route->target.find('?')), conn->request_id, peer);
   using Open = OpenSession<BareStream<ClientStream>>;
   co_return std::unique_ptr<Open>(new Open{std::move(*client), std::move(client_pending), std::move(conn->stream),
                                            std::move(conn->pending), std::move(state), std::move(policy),
@@ -755,12 +622,13 @@ asio::awaitable<void> relay_session(std::unique_ptr<OpenSession<Bare>> s, Sessio
                     *services.ticker);
         relay.on_upstream_gone([&] { state.upstream_gone(); });
         co_await relay.run();
-        log_summary(entry, relay.closed_by, relay.close_code, relay.close_reason);
         auto how = ending(relay.reap_reason().empty() ? history::Outcome::completed : history::Outcome::reaped,
                           relay.reap_reason(), relay.closed_by);
         if (relay.close_code) how.close_code = relay.close_code;
         how.close_reason = relay.close_reason;
-        state.finished(how);
+        state.finished(how, fmt::format("[S{}] closed by {} ({} \"{}\") after {:.1f}s", entry.info().id,
+                                        relay.closed_by, relay.close_code, relay.close_reason,
+                                        entry.info().age_seconds(registry::mono_ns())));
       },
       s->upstream);
 }

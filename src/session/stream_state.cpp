@@ -1,6 +1,10 @@
 #include "session/stream_state.hpp"
 
-#include <spdlog/spdlog.h>
+#include <boost/json/object.hpp>
+#include <fmt/format.h>
+
+#include "admin/sessions_json.hpp"
+#include "util/log.hpp"
 
 namespace sluice::session {
 
@@ -14,9 +18,9 @@ StreamState::~StreamState() {
   how.outcome_reason = admitted_ ? "the gateway dropped the stream before it ended"
                                  : "the gateway dropped the stream while it waited for admission";
   how.closed_by = "gateway";
-  spdlog::warn("[S{}] dropped before it ended; recorded as {}", id(), history::outcome_name(how.outcome));
-  if (opened_) finished(how);
-  else not_opened(how);
+  auto line = fmt::format("[S{}] dropped before it ended; recorded as {}", id(), history::outcome_name(how.outcome));
+  if (opened_) finished(how, line, spdlog::level::warn);
+  else not_opened(how, line, spdlog::level::warn);
 }
 
 double StreamState::seconds_since_arrival() const {
@@ -40,6 +44,9 @@ void StreamState::opened() {
   entry().set_state(registry::SessionState::open);
   opened_ = true;
   if (recorder_) recorder_->opened(entry());
+  if (auto* registry = registration_.registry())
+    util::log::with_fields(spdlog::level::info, fmt::format("[S{}] opened", id()),
+                           admin::session_json(*registry, entry(), registry::mono_ns()));
 }
 
 void StreamState::upstream_gone() {
@@ -53,18 +60,33 @@ void StreamState::upstream_gone() {
   lease_.release();
 }
 
-void StreamState::not_opened(const history::Ending& how) {
+void StreamState::not_opened(const history::Ending& how, std::string_view line, spdlog::level::level_enum level) {
   if (ended_) return;
   ended_ = true;
   upstream_gone();
   if (recorder_) recorder_->not_opened(entry(), how);
+  log_ending(how, line, level);
 }
 
-void StreamState::finished(const history::Ending& how) {
+void StreamState::finished(const history::Ending& how, std::string_view line, spdlog::level::level_enum level) {
   if (ended_) return;
   ended_ = true;
   upstream_gone();
   if (recorder_) recorder_->finished(entry(), how);
+  log_ending(how, line, level);
+}
+
+void StreamState::log_ending(const history::Ending& how, std::string_view line, spdlog::level::level_enum level) {
+  auto* registry = registration_.registry();
+  if (!registry) return;
+  auto fields = admin::session_json(*registry, entry(), registry::mono_ns());
+  fields["outcome"] = history::outcome_name(how.outcome);
+  fields["outcome_reason"] = how.outcome_reason;
+  fields["closed_by"] = how.closed_by;
+  if (how.close_code) fields["close_code"] = *how.close_code;
+  else fields["close_code"] = nullptr;
+  fields["close_reason"] = how.close_reason;
+  util::log::with_fields(level, line.empty() ? fmt::format("[S{}] ended", id()) : std::string(line), fields);
 }
 
 }  // namespace sluice::session

@@ -6,9 +6,15 @@
 // entry go), so no exit (a refusal, an exception, a coroutine destroyed at
 // shutdown) can leave a concurrency count up or a history row open.
 //
+// The log has one line when the stream opens and one when it ends (whether
+// it opened or not), each with every field of the session (util/log.hpp).
+//
 // Thread safety: used by the stream's own coroutines (one strand) only.
+#include <spdlog/common.h>
+
 #include <chrono>
 #include <memory>
+#include <string_view>
 
 #include "admission/controller.hpp"
 #include "history/recorder.hpp"
@@ -38,8 +44,12 @@ class StreamState {
   // timed out in the queue, the vendor refused, the client left during the
   // upgrade), or one that was relayed. A stream destroyed without either is
   // recorded all the same: interrupted if it was admitted, else abandoned.
-  void not_opened(const history::Ending& how);
-  void finished(const history::Ending& how);
+  // Each logs the stream's one ending line with every field of the session
+  // and the ending: `line` is its message (default "[S<id>] ended").
+  void not_opened(const history::Ending& how, std::string_view line = {},
+                  spdlog::level::level_enum level = spdlog::level::info);
+  void finished(const history::Ending& how, std::string_view line = {},
+                spdlog::level::level_enum level = spdlog::level::info);
 
   admission::Lease& lease() { return lease_; }
   // Since the request arrived (registration), on the steady clock.
@@ -55,6 +65,8 @@ class StreamState {
   bool ended_ = false;  // the row's ending is recorded
   bool opened_ = false;
   bool upstream_gone_ = false;
+
+  void log_ending(const history::Ending& how, std::string_view line, spdlog::level::level_enum level);
 };
 
 }  // namespace sluice::session

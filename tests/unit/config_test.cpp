@@ -87,6 +87,35 @@ TEST(Config, ErrorsNameTheKey) {
   expect_error("listen: [", "<file>", "YAML");
 }
 
+// Found by the fuzz target `config`: keys YAML allows but a configuration
+// cannot have. A list or mapping as a key threw yaml-cpp's own exception
+// (YAML::TypedBadConversion) instead of a ConfigError; an empty key gave an
+// error whose key was empty, and a key with a NUL an error whose what() ended
+// inside the key. (A null key read as "null"; it is now refused as
+// not a plain key too.)
+TEST(Config, KeysThatAreNotWordsAreConfigErrors) {
+  expect_error("? [a]\n: 1\n", "<root>", "plain key");
+  expect_error("~: 1\n", "<root>", "plain key");
+  expect_error("pools:\n  - name: a\n    match: {params: {[x]: y}}\n", "pools[0].match.params", "plain key");
+  expect_error("tenants:\n  - name: t\n    quotas: {[p]: {max: 1}}\n", "tenants[0].quotas", "plain key");
+  expect_error(std::string("\"a\\0b\": 1\n"), "<root>", "plain key");  // a key error's what() would stop at the NUL
+  expect_error("\"\": 1\n", "\"\"", "unknown key");
+  expect_error("relay: {\"\": 1}\n", "relay.\"\"", "unknown key");
+}
+
+// Found with the fuzz target `config`'s oracle: values that loaded but no
+// clock or counter can hold. 1e300s became an infinite deadline (and undefined
+// behaviour where it was converted to nanoseconds); 17179869184GiB (2^64
+// bytes) wrapped around to a message limit of 0 bytes.
+TEST(Config, DurationsAndSizesHaveBounds) {
+  expect_error("client: {handshake_timeout: 1e300s}", "client.handshake_timeout", "at most");
+  expect_error("drain_timeout: 36526d", "drain_timeout", "at most");
+  EXPECT_DOUBLE_EQ(parse_duration("k", "36525d").count(), 36525.0 * 86400);
+  expect_error("relay: {max_message_bytes: 17179869184GiB}", "relay.max_message_bytes", "at most");
+  expect_error("relay: {max_message_bytes: 1125899906842625}", "relay.max_message_bytes", "at most");
+  EXPECT_EQ(parse_config("relay: {max_message_bytes: 1048576GiB}").relay.max_message_bytes, 1ull << 50);
+}
+
 TEST(Config, DuplicateTenantsAndKeysAreRejected) {
   auto h = sluice::protocol::key_hash("k");
   expect_error("tenants: [{name: a, keys: [" + h + "]}, {name: a, keys: [" + sluice::protocol::key_hash("j") + "]}]",

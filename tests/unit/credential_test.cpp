@@ -54,6 +54,22 @@ TEST(Credential, BrowserSubprotocolForms) {
   EXPECT_FALSE(parse_credential("", "chat, v2"));
 }
 
+// Found by the fuzz target `upgrade`: the scheme word is matched without
+// regard to case, but sluice selected it in lower case, which a client that
+// offered "Token" did not offer (RFC 6455 4.1: it fails the connection).
+TEST(Credential, TheSubprotocolToSelectIsTheOneOffered) {
+  auto c = parse_credential("", "x-app, Token, KEY2, x-deepgram-session-id, 1234");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->scheme, AuthScheme::token);
+  EXPECT_EQ(c->subprotocol, "Token");
+  c = parse_credential("", "BEARER, jwt");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->subprotocol, "BEARER");
+  c = parse_credential("Token k", "token, other");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->subprotocol, "");  // the header's credential: no subprotocol selected
+}
+
 TEST(Credential, HeaderWinsOverSubprotocol) {
   auto c = parse_credential("Token fromheader", "token, fromprotocol");
   ASSERT_TRUE(c);

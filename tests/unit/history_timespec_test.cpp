@@ -118,6 +118,21 @@ TEST(HistoryTimespec, FormatsRfc3339WithMillisecondsInTheZone) {
   }
 }
 
+// Found by the fuzz target `timespec`: before a zone's first standard time
+// its offset is a local mean time with seconds (Lord Howe Island: +10:36:20),
+// which RFC 3339 cannot write. format_time wrote the wall clock with the
+// seconds but the offset without them, so the text named another instant.
+TEST(HistoryTimespec, OffsetsWithSecondsAreWrittenToTheMinute) {
+  auto lord_howe = Zone::named("Australia/Lord_Howe");
+  const Micros t = -49731377534051421;  // 0394-01-28T08:27:45.948579Z
+  EXPECT_EQ(format_time(t, lord_howe), "0394-01-28T19:03:45.948+10:36");
+  EXPECT_EQ(parse_time(format_time(t, lord_howe), 0, lord_howe), -49731377534052000);
+  auto berlin = Zone::named("Europe/Berlin");  // +00:53:28 until 1893
+  const Micros lmt = utc(1890, 1, 1, 0, 0, 0, 123'000);
+  EXPECT_EQ(format_time(lmt, berlin), "1890-01-01T00:53:00.123+00:53");
+  EXPECT_EQ(parse_time(format_time(lmt, berlin), 0, berlin), lmt);
+}
+
 TEST(HistoryTimespec, ZonesFollowDaylightSavingTransitions) {
   auto berlin = Zone::named("Europe/Berlin");
   EXPECT_EQ(berlin.name(), "Europe/Berlin");

@@ -18,6 +18,27 @@ TEST(Sniff, FindsTypeCheaply) {
   EXPECT_EQ(sniff_type("not json at all"), "");
 }
 
+// Found by the fuzz target `sniff`: the scan took the first "type" key
+// anywhere in the text, so a text that is not an object, or a "type" nested
+// in a member before the top-level one, sniffed as a type the message does
+// not have; and a value written with escapes read as its raw text.
+TEST(Sniff, ReadsOnlyTheTopLevelTypeMember) {
+  EXPECT_EQ(sniff_type(R"([{"type":"x"}])"), "");
+  EXPECT_EQ(sniff_type(R"({"settings":{"type":"CloseStream"},"type":"Configure"})"), "Configure");
+  EXPECT_EQ(sniff_type(R"({"provider":{"type":"open_ai"}})"), "");
+  EXPECT_EQ(sniff_type(R"({"type":{"type":"KeepAlive"}})"), "");
+  EXPECT_EQ(sniff_type(R"({"a":"type","type":"KeepAlive"})"), "KeepAlive");
+  EXPECT_EQ(sniff_type(R"({"type":"Keep\u0041live"})"), "KeepAlive");
+  EXPECT_EQ(sniff_type(R"({"\u0074ype":"Finalize"})"), "Finalize");
+  EXPECT_EQ(sniff_type(R"({"type":"a\"b"})"), "a\"b");
+  EXPECT_EQ(sniff_type(R"(garbage "type":"KeepAlive")"), "");
+  EXPECT_EQ(sniff_type(R"({"x":1 "type":"KeepAlive"})"), "");  // not JSON before the member
+  // Duplicates: the first top-level member counts.
+  EXPECT_EQ(sniff_type(R"({"type":"A","type":"B"})"), "A");
+  // A message cut at the sniff limit still sniffs from what precedes the cut.
+  EXPECT_EQ(sniff_type(R"({"channel":{"alternatives":[]},"type":"Results","words":[{"w)"), "Results");
+}
+
 TEST(Sniff, Classifies) {
   EXPECT_EQ(classify("KeepAlive"), MessageType::keep_alive);
   EXPECT_EQ(classify("Finalize"), MessageType::finalize);

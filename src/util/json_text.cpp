@@ -1,4 +1,4 @@
-#include "sim/json_text.hpp"
+#include "util/json_text.hpp"
 
 #include <boost/json/serialize.hpp>
 #include <fmt/format.h>
@@ -6,17 +6,26 @@
 #include <cmath>
 #include <iterator>
 
-namespace sluice::sim {
+namespace sluice::util {
 namespace json = boost::json;
-namespace {
 
-void append_value(std::string& out, const json::value& v) {
+void append_json_number(std::string& out, double d, Doubles doubles) {
+  if (!std::isfinite(d)) {
+    out += "null";  // JSON has no NaN or infinity
+    return;
+  }
+  auto start = out.size();
+  fmt::format_to(std::back_inserter(out), "{}", d);
+  if (doubles == Doubles::keep_point && out.find_first_of(".eEn", start) == std::string::npos) out += ".0";
+}
+
+void append_json_text(std::string& out, const json::value& v, Doubles doubles) {
   switch (v.kind()) {
     case json::kind::null: out += "null"; break;
     case json::kind::bool_: out += v.get_bool() ? "true" : "false"; break;
     case json::kind::int64: fmt::format_to(std::back_inserter(out), "{}", v.get_int64()); break;
     case json::kind::uint64: fmt::format_to(std::back_inserter(out), "{}", v.get_uint64()); break;
-    case json::kind::double_: append_json_number(out, v.get_double()); break;
+    case json::kind::double_: append_json_number(out, v.get_double(), doubles); break;
     case json::kind::string: out += json::serialize(v.get_string()); break;
     case json::kind::array: {
       out += '[';
@@ -24,7 +33,7 @@ void append_value(std::string& out, const json::value& v) {
       for (const auto& item : v.get_array()) {
         if (!first) out += ',';
         first = false;
-        append_value(out, item);
+        append_json_text(out, item, doubles);
       }
       out += ']';
       break;
@@ -37,7 +46,7 @@ void append_value(std::string& out, const json::value& v) {
         first = false;
         out += json::serialize(member.key());
         out += ':';
-        append_value(out, member.value());
+        append_json_text(out, member.value(), doubles);
       }
       out += '}';
       break;
@@ -45,24 +54,11 @@ void append_value(std::string& out, const json::value& v) {
   }
 }
 
-}  // namespace
-
-void append_json_number(std::string& out, double d) {
-  if (!std::isfinite(d)) {
-    out += "null";  // JSON has no NaN or infinity
-    return;
-  }
-  auto start = out.size();
-  fmt::format_to(std::back_inserter(out), "{}", d);
-  // Keep a double recognisable as one (3.0, not 3), as Deepgram writes it.
-  if (out.find_first_of(".eEn", start) == std::string::npos) out += ".0";
-}
-
-std::string to_json_text(const json::value& v) {
+std::string json_text(const json::value& v, Doubles doubles) {
   std::string out;
   out.reserve(256);
-  append_value(out, v);
+  append_json_text(out, v, doubles);
   return out;
 }
 
-}  // namespace sluice::sim
+}  // namespace sluice::util
