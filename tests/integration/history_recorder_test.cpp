@@ -13,6 +13,7 @@
 #include "history/queries.hpp"
 #include "history/store.hpp"
 #include "stack.hpp"
+#include "sluice_binary.hpp"
 
 namespace sluice::testing {
 namespace {

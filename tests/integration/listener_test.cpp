@@ -34,6 +34,7 @@
 #include "child_process.hpp"
 #include "net/listener.hpp"
 #include "stack.hpp"
+#include "sluice_binary.hpp"
 
 using namespace sluice;
 using namespace sluice::testing;

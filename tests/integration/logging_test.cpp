@@ -10,6 +10,7 @@
 
 #include "child_process.hpp"
 #include "stack.hpp"
+#include "sluice_binary.hpp"
 
 using namespace sluice;
 using namespace sluice::testing;

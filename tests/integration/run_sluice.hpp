@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "sluice_binary.hpp"
+
 extern char** environ;
 
 namespace sluice::testing {

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "sim/simulator.hpp"
+#include "sluice_binary.hpp"
 
 extern char** environ;
 
