@@ -51,6 +51,8 @@ TSAN_TESTS=(
   '^unit\.WriteGate\.' '^integration\.Ticker\.'
   # The history recorder: I/O threads hand rows to its writer thread.
   '^integration\.History\.' '^integration\.HistoryApi\.'
+  # Accepting under descriptor exhaustion (not run in the address build).
+  '^integration\.Listener\.OutOfDescriptors'
   # Admission end to end: the pool limit and queue, chaos, 429s, reaps, the
   # pools API, and the gateway process's drain (SIGTERM) and reload (SIGHUP),
   # each with `threads: 2`.
@@ -131,9 +133,21 @@ run_tests() {  # sanitizer build-dir ctest-args...
   say "$sanitizer: passed, no reports"
 }
 
+# Tests the address build does not run, each with its reason.
+ASAN_EXCLUDE=(
+  # Takes every file descriptor on purpose. UBSan's vptr check, on a type it
+  # has not seen yet, tests that the vtable is readable by writing it to a
+  # pipe (sanitizer_common's IsAccessibleMemoryRange); with no descriptor left
+  # it cannot make the pipe and reports fmt's valid buffer as an invalid
+  # object, fatally, as the build makes every UBSan report. The test runs in
+  # the ordinary build and under ThreadSanitizer.
+  '^integration\.Listener\.OutOfDescriptorsBacksOffAndAcceptsAgainWhenTheyAreFree$'
+)
+
 run_address() {
   [[ "$step" == test ]] || build address build-asan
-  [[ "$step" == build ]] || run_tests address build-asan -R '^(unit|integration)\.'
+  local IFS='|'
+  [[ "$step" == build ]] || run_tests address build-asan -R '^(unit|integration)\.' -E "${ASAN_EXCLUDE[*]}"
 }
 
 run_thread() {
