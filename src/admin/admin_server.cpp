@@ -13,24 +13,25 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/json/array.hpp>
 #include <boost/json/parse.hpp>
-#include <boost/json/serialize.hpp>
 #include <boost/url/parse.hpp>
 #include <spdlog/spdlog.h>
 
 #include <charconv>
 #include <cmath>
+#include <limits>
 #include <chrono>
 #include <functional>
 #include <variant>
 
 #include "admin/history_api.hpp"
 #include "admin/metrics.hpp"
-#include "history/timespec.hpp"
 #include "admin/sessions_json.hpp"
 #include "admission/controller.hpp"
 #include "events/event_log.hpp"
+#include "history/timespec.hpp"
 #include "net/listener.hpp"
 #include "protocol/credential.hpp"
+#include "util/json_text.hpp"
 
 namespace sluice::admin {
 
@@ -73,7 +74,7 @@ Response json_response(const Request& req, http::status status, const json::valu
   res.set(http::field::content_type, "application/json");
   res.set(http::field::cache_control, "no-store");
   res.keep_alive(req.keep_alive());
-  res.body() = json::serialize(body) + "\n";
+  res.body() = util::json_text(body) + "\n";  // 5, 0.25: numbers as people write them
   res.prepare_payload();
   return res;
 }
@@ -107,11 +108,19 @@ std::optional<double> parse_number(std::string_view s) {
 
 // Unix seconds, or the history's time syntax (RFC 3339, now, -2h, ...), to
 // ns since the epoch; nullopt when it is neither.
+// Times past what ns since the epoch hold in 64 bits (April 2262) are
+// nullopt too: the product would overflow.
 std::optional<std::int64_t> parse_time(const std::string& text) {
-  if (auto n = parse_number(text)) return static_cast<std::int64_t>(*n * 1e9);
+  constexpr std::int64_t kMaxUs = std::numeric_limits<std::int64_t>::max() / 1000;
+  if (auto n = parse_number(text)) {
+    if (*n >= static_cast<double>(kMaxUs) / 1e6) return std::nullopt;
+    return static_cast<std::int64_t>(*n * 1e9);
+  }
   try {
     auto now = registry::wall_ns() / 1000;
-    return history::parse_time(text, now) * 1000;
+    auto us = history::parse_time(text, now);
+    if (us > kMaxUs || us < -kMaxUs) return std::nullopt;
+    return us * 1000;
   } catch (const history::TimeError&) {
     return std::nullopt;
   }
@@ -220,7 +229,9 @@ class Handler {
           (p.key == "since" ? f.since_ns : f.until_ns) = *t;
         } else if (p.key == "limit") {
           auto v = parse_number(p.value);
-          if (!v || *v < 1) return error_response(req, http::status::bad_request, "bad_request", "limit must be a positive number");
+          if (!v || *v < 1 || *v > 1e6 || *v != std::floor(*v))
+            return error_response(req, http::status::bad_request, "bad_request",
+                                  "limit must be a whole number between 1 and 1000000");
           f.limit = static_cast<std::size_t>(*v);
         } else {
           return error_response(req, http::status::bad_request, "bad_request",

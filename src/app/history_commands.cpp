@@ -1,6 +1,6 @@
 #include "app/history_commands.hpp"
 
-#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
@@ -17,6 +17,7 @@
 #include "history/db.hpp"
 #include "history/report.hpp"
 #include "history/store.hpp"
+#include "util/json_text.hpp"
 
 namespace sluice::app {
 namespace {
@@ -76,7 +77,7 @@ std::string show_text(const json::value& v) {
   if (v.is_null()) return "-";
   if (v.is_bool()) return v.as_bool() ? "true" : "false";
   if (v.is_number()) return show_number(v, 3);
-  return json::serialize(v);
+  return util::json_text(v);
 }
 
 // Columns padded to their widest cell; numbers right-aligned.
@@ -133,7 +134,7 @@ std::string csv_cell(const json::value& v) {
   if (v.is_string()) return std::string(v.as_string());
   if (v.is_double()) return fmt::format("{}", v.as_double());
   if (v.is_bool()) return v.as_bool() ? "true" : "false";
-  return json::serialize(v);
+  return util::json_text(v);
 }
 
 void csv_row(std::string& out, const std::vector<std::string>& cells) {
@@ -380,7 +381,7 @@ int run_history(const HistoryOptions& o) {
               << "\n";
     return 1;
   }
-  if (o.json) std::cout << json::serialize(report) << "\n";
+  if (o.json) std::cout << util::json_text(report) << "\n";
   else if (o.csv) std::cout << report_csv(o.kind, report);
   else std::cout << report_text(o.kind, report);
   std::cout.flush();

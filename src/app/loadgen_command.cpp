@@ -1,6 +1,6 @@
 #include "app/loadgen_command.hpp"
 
-#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
 
 #include <CLI/CLI.hpp>
 #include <cmath>
@@ -9,6 +9,7 @@
 
 #include "loadgen/load_generator.hpp"
 #include "loadgen/report_format.hpp"
+#include "util/json_text.hpp"
 
 namespace sluice::app {
 namespace {
@@ -29,7 +30,7 @@ int run_loadgen(LoadgenOptions& o) {
   if (!o.quiet) c.on_progress = [](std::string_view line) { std::cerr << "loadgen: " << line << std::endl; };
   auto report = loadgen::run_load(c);
   if (o.json)
-    std::cout << boost::json::serialize(loadgen::report_json(report)) << "\n";
+    std::cout << util::json_text(loadgen::report_json(report)) << "\n";
   else
     std::cout << loadgen::report_table(report);
   bool clean = report.connects_failed == 0 && report.frames_lost == 0 && report.streams_ended_early == 0;

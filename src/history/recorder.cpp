@@ -1,6 +1,6 @@
 #include "history/recorder.hpp"
 
-#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -12,6 +12,7 @@
 #include "events/event_log.hpp"
 #include "protocol/endpoint.hpp"
 #include "registry/registry.hpp"
+#include "util/json_text.hpp"
 
 namespace sluice::history {
 namespace {
@@ -59,7 +60,7 @@ SessionRecord Recorder::snapshot(const registry::SessionEntry& e) const {
   r.model = info.model;
   boost::json::object params;
   for (const auto& [k, v] : info.params) params[k] = v;
-  r.params = boost::json::serialize(params);
+  r.params = util::json_text(params);
   r.client_address = info.client_address;
   r.user_agent = info.user_agent;
   // Every time of the row is on the stream's own timeline: its wall-clock
@@ -142,7 +143,7 @@ void Recorder::event(const events::Event& ev) {
   }
   if (auto* v = ev.fields.if_contains("pool"); v && v->is_string()) r.pool = std::string(v->get_string());
   if (auto* v = ev.fields.if_contains("tenant"); v && v->is_string()) r.tenant = std::string(v->get_string());
-  r.fields = boost::json::serialize(ev.fields);
+  r.fields = util::json_text(ev.fields);
   std::lock_guard lock(mutex_);
   if (events_.size() >= options_.queue_limit) {
     // Only the history of events is lossy; session rows never are.

@@ -13,6 +13,7 @@
 
 #include "child_process.hpp"
 #include "stack.hpp"
+#include "sluice_binary.hpp"
 
 using namespace sluice;
 using namespace sluice::testing;
@@ -470,6 +471,9 @@ TEST_P(Admission, PoolsApiShowsAndChangesLimits) {
   ASSERT_TRUE(a.open(s.port(), kListen, "Token k"));
   auto res = admin_call(s.admin_port(), http::verb::get, "/api/v1/pools");
   ASSERT_EQ(res.result_int(), 200u);
+  // Numbers as people write them: 0.2, not 2E-1.
+  EXPECT_NE(res.body().find("\"queue_timeout_seconds\":0.2"), std::string::npos) << res.body();
+  EXPECT_EQ(res.body().find("E-1"), std::string::npos) << res.body();
   auto pools = boost::json::parse(res.body()).as_object().at("pools").as_array();
   bool seen = false;
   for (auto& p : pools) {
