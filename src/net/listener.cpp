@@ -3,7 +3,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/strand.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/url/parse.hpp>
 #include <spdlog/spdlog.h>
@@ -80,11 +80,12 @@ std::vector<AcceptErrorCount> accept_error_counts() {
 Listener::Listener(asio::io_context& ioc, const tcp::endpoint& endpoint, Handler handler,
                    std::string name, bool strand_per_connection)
     : ioc_(ioc),
-      acceptor_(ioc),
+      strand_(asio::make_strand(ioc)),
+      acceptor_(strand_),
       handler_(std::move(handler)),
       name_(std::move(name)),
       strand_per_connection_(strand_per_connection),
-      backoff_(ioc),
+      backoff_(strand_),
       errors_(counters_for(name_)) {
   boost::system::error_code ec;
   acceptor_.open(endpoint.protocol(), ec);
@@ -96,13 +97,17 @@ Listener::Listener(asio::io_context& ioc, const tcp::endpoint& endpoint, Handler
   endpoint_ = acceptor_.local_endpoint();
 }
 
-Listener::~Listener() { stop(); }
+Listener::~Listener() { close(); }  // no thread runs the loop any more
 
 tcp::endpoint Listener::local_endpoint() const { return endpoint_; }
 
-void Listener::start() { asio::co_spawn(ioc_, accept_loop(), asio::detached); }
+void Listener::start() { asio::co_spawn(strand_, accept_loop(), asio::detached); }
 
 void Listener::stop() {
+  asio::dispatch(strand_, [this] { close(); });
+}
+
+void Listener::close() {
   boost::system::error_code ec;
   acceptor_.close(ec);
   backoff_.cancel();

@@ -6,12 +6,16 @@
 // to every completion). An accept that fails for want of a resource (EMFILE,
 // ENFILE, ENOBUFS, ENOMEM) is retried after a pause, 10 ms doubling up to 1 s
 // until an accept succeeds, and logged once per such episode; every failed
-// accept is counted (accept_error_counts). Thread safety: construct, start
-// and stop from one thread.
+// accept is counted (accept_error_counts). The accept loop runs on a strand
+// of the listener's own, and stop() closes the acceptor on that strand, so
+// stop() may be called from any thread (a signal handler's, on another I/O
+// thread) while the loop accepts. Destroy it once no thread runs the
+// io_context.
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 
 #include <cstdint>
 #include <functional>
@@ -39,12 +43,16 @@ class Listener {
 
   tcp::endpoint local_endpoint() const;
   void start();
+  // Stops accepting: closes the acceptor on the loop's strand (at once when
+  // called there, else as soon as the strand runs). Any thread.
   void stop();
 
  private:
   asio::awaitable<void> accept_loop();
+  void close();
 
   asio::io_context& ioc_;
+  asio::strand<asio::io_context::executor_type> strand_;  // the accept loop's and stop()'s
   tcp::acceptor acceptor_;
   tcp::endpoint endpoint_;  // as bound (port 0 resolved)
   Handler handler_;
