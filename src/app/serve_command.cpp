@@ -29,6 +29,7 @@
 #include "server/gateway.hpp"
 #include "sim/simulator.hpp"
 #include "util/log.hpp"
+#include "util/service_notify.hpp"
 
 namespace sluice::app {
 namespace {
@@ -167,18 +168,13 @@ int run_serve(const ServeOptions& o) {
   auto ep = net::to_string(gateway->endpoint());
   auto admin_ep = net::to_string(gateway->admin_endpoint());
   spdlog::info("relaying to {} with {} thread(s)", upstream_url, threads);
-  std::printf("sluice listening on %s admin %s\n", ep.c_str(), admin_ep.c_str());
-  std::printf("try: node examples/stream-wav.mjs ws://%s tests/fixtures/speech.wav   "
-              "(sessions: curl -H \"Authorization: Bearer $(cat %s)\" http://%s/api/v1/sessions)\n",
-              ep.c_str(), o.admin_token_file.c_str(), admin_ep.c_str());
-  std::fflush(stdout);
-
   // SIGHUP: reload the configuration file (and environment, and flags) for
   // new streams; a bad one is refused with the reason and the old one stays.
   boost::asio::signal_set hup(ioc, SIGHUP);
   std::function<void()> wait_hup = [&] {
     hup.async_wait([&](boost::system::error_code ec, int) {
       if (ec) return;
+      util::service::notify_reloading("reloading the configuration");
       try {
         auto next = load_effective_config(o);
         if (simulator) {
@@ -189,11 +185,13 @@ int run_serve(const ServeOptions& o) {
         if (next.admin.token.empty()) next.admin.token = admin_token;
         gateway->reload(std::move(next));
         spdlog::info("configuration reloaded");
+        util::service::notify_ready("configuration reloaded; listening on " + ep + ", admin " + admin_ep);
       } catch (const std::exception& e) {
         spdlog::error("configuration reload refused, the running configuration stays: {}", e.what());
         boost::json::object ev;
         ev["error"] = e.what();
         gateway->events().record("config_reload_refused", std::move(ev));
+        util::service::notify_ready("configuration reload refused (see the log); the running configuration stays");
       }
       wait_hup();
     });
@@ -243,12 +241,23 @@ int run_serve(const ServeOptions& o) {
     spdlog::info("signal {}: draining {} open stream(s) for up to {:.0f} s", sig, gateway->registry().size(),
                  drain_timeout.count());
     gateway->stop_accepting();
+    util::service::notify_stopping("draining " + std::to_string(gateway->registry().size()) + " open stream(s)");
     // A second signal ends the streams at once.
     signals.async_wait([&](boost::system::error_code ec2, int) {
       if (!ec2) end_at = std::chrono::steady_clock::now();
     });
     wait_drained();
   });
+
+  std::printf("sluice listening on %s admin %s\n", ep.c_str(), admin_ep.c_str());
+  std::printf("try: node examples/stream-wav.mjs ws://%s tests/fixtures/speech.wav   "
+              "(sessions: curl -H \"Authorization: Bearer $(cat %s)\" http://%s/api/v1/sessions)\n",
+              ep.c_str(), o.admin_token_file.c_str(), admin_ep.c_str());
+  std::fflush(stdout);
+  // Both listeners are bound and accepting, and SIGHUP and SIGTERM are
+  // handled (a signal before this would have ended the process): announce
+  // it, on stdout and to systemd (Type=notify).
+  util::service::notify_ready("listening on " + ep + ", admin " + admin_ep);
 
   std::vector<std::thread> pool;
   for (int i = 1; i < threads; ++i) pool.emplace_back([&] { ioc.run(); });
