@@ -166,6 +166,11 @@ TEST(Config, ShippedExampleParses) {
   EXPECT_EQ(c.listen, "127.0.0.1:8080");
   EXPECT_TRUE(c.pass_through());
   EXPECT_FALSE(c.tls.enabled());
+  // The configuration `cmake --install` puts in /etc/sluice.
+  auto installed = load_config_file(std::string(SLUICE_SOURCE_DIR) + "/deploy/sluice.yaml");
+  EXPECT_EQ(installed.admin.listen, "127.0.0.1:9090");
+  EXPECT_EQ(installed.store.effective_url(), "/var/lib/sluice/history.db");
+  EXPECT_EQ(installed.upstream.effective_url(), "wss://api.deepgram.com");
 }
 
 TEST(Config, PoolReleaseDelay) {
