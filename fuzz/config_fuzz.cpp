@@ -3,8 +3,9 @@
 //
 // What it asserts:
 //   - parse_config returns a configuration or throws config::ConfigError,
-//     whose what() reads "<key>: <what is wrong>"; no other exception, no
-//     crash;
+//     whose what() reads "line <n>: <key>: <what is wrong>" (the key left out
+//     for "<file>", the text as a whole), with a line for every error but a
+//     YAML error yaml-cpp gives no place for; no other exception, no crash;
 //   - a configuration it returns passes validate() again, and its values are
 //     ones the gateway can use: threads 1..256, a header limit of 1 KiB..1
 //     MiB, a message limit of at least one byte, pools with names, limits of
@@ -16,6 +17,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <string>
 #include <typeinfo>
@@ -94,7 +96,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     c = parse_config(text);
   } catch (const ConfigError& e) {
     std::string what = e.what();
-    if (e.key().empty() || what.rfind(e.key() + ": ", 0) != 0) fail("ConfigError without its key: " + what, text);
+    if (e.key().empty()) fail("ConfigError without its key: " + what, text);
+    if (e.line() < 1 && e.key() != "<file>") fail("ConfigError without its line: " + what, text);
+    // Compared as C strings: a message that quotes a NUL ends what() there.
+    auto expected = "line " + std::to_string(e.line()) + ": " + (e.key() == "<file>" ? "" : e.key() + ": ") + e.message();
+    if (e.line() < 1) expected = e.key() + ": " + e.message();
+    if (std::strcmp(what.c_str(), expected.c_str()) != 0)
+      fail("ConfigError whose what() does not read \"line <n>: <key>: <message>\": " + what, text);
     return 0;
   } catch (const std::exception& e) {
     fail(std::string("parse_config threw ") + typeid(e).name() + " (not ConfigError): " + e.what(), text);

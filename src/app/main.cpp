@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", SLUICE_VERSION);
   int exit_code = 0;
   sluice::app::register_serve_command(app, exit_code);
+  sluice::app::register_check_config_command(app, exit_code);
   sluice::app::register_hash_key_command(app, exit_code);
   sluice::app::register_sim_command(app);
   sluice::app::register_loadgen_command(app, exit_code);
@@ -25,8 +26,9 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
-    // The history commands promise 2 for any bad argument.
-    return code != 0 && sluice::app::history_command_selected(app) ? 2 : code;
+    // The history commands and check-config promise 2 for any bad argument.
+    bool two = sluice::app::history_command_selected(app) || app.got_subcommand("check-config");
+    return code != 0 && two ? 2 : code;
   }
   return exit_code;
 }

@@ -29,6 +29,7 @@
 #include "server/gateway.hpp"
 #include "sim/simulator.hpp"
 #include "util/log.hpp"
+#include "util/service_notify.hpp"
 
 namespace sluice::app {
 namespace {
@@ -83,7 +84,24 @@ config::Config load_effective_config(const ServeOptions& o) {
   if (o.threads > 0) cfg.threads = o.threads;
   if (o.drain_seconds >= 0) cfg.drain_timeout = config::Seconds(o.drain_seconds);
   config::validate(cfg);
+  config::check_upstream_key(cfg);
   return cfg;
+}
+
+// `check-config FILE`: the file as `serve --config FILE` loads it (with the
+// environment), and the TLS files it names loaded as at start.
+int run_check_config(const std::string& file) {
+  ServeOptions o;
+  o.config_file = file;
+  try {
+    auto cfg = load_effective_config(o);
+    server::check_tls_files(cfg);
+  } catch (const config::ConfigError& e) {
+    std::cerr << "sluice: invalid configuration: " << e.what() << "\n";
+    return 1;
+  }
+  std::cout << "sluice: configuration " << file << " is ok\n";
+  return 0;
 }
 
 int run_serve(const ServeOptions& o) {
@@ -111,11 +129,6 @@ int run_serve(const ServeOptions& o) {
     spdlog::warn("no upstream configured and DEEPGRAM_API_KEY is not set: using the bundled Deepgram simulator "
                  "at {} as the upstream (its ground truth: http://{}/state)",
                  url, net::to_string(simulator->admin_endpoint()));
-  }
-  if (!cfg.pass_through() && cfg.upstream.api_key.empty()) {
-    std::cerr << "sluice: invalid configuration: upstream.api_key: required in virtual-key mode "
-                 "(tenants are configured); set DEEPGRAM_API_KEY\n";
-    return 2;
   }
   if (cfg.admin.token.empty()) {
     cfg.admin.token = protocol::make_uuid();
@@ -155,18 +168,13 @@ int run_serve(const ServeOptions& o) {
   auto ep = net::to_string(gateway->endpoint());
   auto admin_ep = net::to_string(gateway->admin_endpoint());
   spdlog::info("relaying to {} with {} thread(s)", upstream_url, threads);
-  std::printf("sluice listening on %s admin %s\n", ep.c_str(), admin_ep.c_str());
-  std::printf("try: node examples/stream-wav.mjs ws://%s tests/fixtures/speech.wav   "
-              "(sessions: curl -H \"Authorization: Bearer $(cat %s)\" http://%s/api/v1/sessions)\n",
-              ep.c_str(), o.admin_token_file.c_str(), admin_ep.c_str());
-  std::fflush(stdout);
-
   // SIGHUP: reload the configuration file (and environment, and flags) for
   // new streams; a bad one is refused with the reason and the old one stays.
   boost::asio::signal_set hup(ioc, SIGHUP);
   std::function<void()> wait_hup = [&] {
     hup.async_wait([&](boost::system::error_code ec, int) {
       if (ec) return;
+      util::service::notify_reloading("reloading the configuration");
       try {
         auto next = load_effective_config(o);
         if (simulator) {
@@ -177,11 +185,13 @@ int run_serve(const ServeOptions& o) {
         if (next.admin.token.empty()) next.admin.token = admin_token;
         gateway->reload(std::move(next));
         spdlog::info("configuration reloaded");
+        util::service::notify_ready("configuration reloaded; listening on " + ep + ", admin " + admin_ep);
       } catch (const std::exception& e) {
         spdlog::error("configuration reload refused, the running configuration stays: {}", e.what());
         boost::json::object ev;
         ev["error"] = e.what();
         gateway->events().record("config_reload_refused", std::move(ev));
+        util::service::notify_ready("configuration reload refused (see the log); the running configuration stays");
       }
       wait_hup();
     });
@@ -231,12 +241,23 @@ int run_serve(const ServeOptions& o) {
     spdlog::info("signal {}: draining {} open stream(s) for up to {:.0f} s", sig, gateway->registry().size(),
                  drain_timeout.count());
     gateway->stop_accepting();
+    util::service::notify_stopping("draining " + std::to_string(gateway->registry().size()) + " open stream(s)");
     // A second signal ends the streams at once.
     signals.async_wait([&](boost::system::error_code ec2, int) {
       if (!ec2) end_at = std::chrono::steady_clock::now();
     });
     wait_drained();
   });
+
+  std::printf("sluice listening on %s admin %s\n", ep.c_str(), admin_ep.c_str());
+  std::printf("try: node examples/stream-wav.mjs ws://%s tests/fixtures/speech.wav   "
+              "(sessions: curl -H \"Authorization: Bearer $(cat %s)\" http://%s/api/v1/sessions)\n",
+              ep.c_str(), o.admin_token_file.c_str(), admin_ep.c_str());
+  std::fflush(stdout);
+  // Both listeners are bound and accepting, and SIGHUP and SIGTERM are
+  // handled (a signal before this would have ended the process): announce
+  // it, on stdout and to systemd (Type=notify).
+  util::service::notify_ready("listening on " + ep + ", admin " + admin_ep);
 
   std::vector<std::thread> pool;
   for (int i = 1; i < threads; ++i) pool.emplace_back([&] { ioc.run(); });
@@ -274,6 +295,20 @@ void register_serve_command(CLI::App& app, int& exit_code) {
       "SLUICE_LISTEN, SLUICE_ADMIN_LISTEN, SLUICE_UPSTREAM_URL, SLUICE_AGENT_UPSTREAM_URL, SLUICE_LOG_LEVEL, "
       "SLUICE_THREADS, SLUICE_TLS_CERT, SLUICE_TLS_KEY. Precedence: flags > environment > file > defaults.");
   cmd->callback([o, &exit_code] { exit_code = run_serve(*o); });
+}
+
+void register_check_config_command(CLI::App& app, int& exit_code) {
+  auto file = std::make_shared<std::string>();
+  auto* cmd = app.add_subcommand(
+      "check-config", "Check a configuration file as `serve --config FILE` would load it, without starting (like nginx -t)");
+  cmd->add_option("FILE", *file, "The YAML configuration file, e.g. /etc/sluice/sluice.yaml")->required();
+  cmd->footer(
+      "Loads FILE with the environment applied as serve does (${VAR} interpolation, *_file secrets, "
+      "DEEPGRAM_API_KEY, SLUICE_* overrides), validates it, and loads the TLS files it names. Prints "
+      "\"sluice: configuration FILE is ok\" and exits 0, or prints the first error to stderr, with the file and "
+      "line (\"sluice: invalid configuration: FILE:12: pools[0].limit: must be between 1 and 1000000, got 0\"), "
+      "and exits 1. Bad usage exits 2. Secrets are never printed.");
+  cmd->callback([file, &exit_code] { exit_code = run_check_config(*file); });
 }
 
 void register_hash_key_command(CLI::App& app, int& exit_code) {

@@ -2,10 +2,21 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -20,6 +31,22 @@ std::string join(const std::string& prefix, const std::string& key) {
   return prefix.empty() ? shown : prefix + "." + shown;
 }
 
+// The 1-based line of a node; 0 when it has no place (a node not from the text).
+int line_of(const YAML::Node& n) {
+  auto m = n.Mark();
+  return m.is_null() || m.line < 0 ? 0 : m.line + 1;
+}
+
+// Runs `f`; a ConfigError it throws without a line gets the line of `n`.
+template <class F>
+auto located(const YAML::Node& n, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const ConfigError& e) {
+    throw e.at_line(line_of(n));
+  }
+}
+
 // A mapping's key as text. YAML allows any node as a key (`? [a, b]`, `~`,
 // control characters); a configuration's keys are plain words, and errors
 // name them.
@@ -29,34 +56,11 @@ std::string key_text(const YAML::Node& key, const std::string& prefix) {
   };
   if (!key.IsScalar() || !plain(key.Scalar()))
     throw ConfigError(prefix.empty() ? "<root>" : prefix,
-                      "expected a plain key, got a list, a mapping, null or control characters");
+                      "expected a plain key, got a list, a mapping, null or control characters", line_of(key));
   return key.Scalar();
 }
 
-// Rejects keys this version does not know, so a typo is never silently ignored.
-void check_keys(const YAML::Node& node, const std::string& prefix,
-                std::initializer_list<const char*> allowed) {
-  if (!node.IsMap()) throw ConfigError(prefix.empty() ? "<root>" : prefix, "expected a mapping");
-  std::set<std::string> known(allowed.begin(), allowed.end());
-  for (const auto& kv : node) {
-    auto key = key_text(kv.first, prefix);
-    if (!known.count(key)) {
-      std::string list;
-      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-      throw ConfigError(join(prefix, key), "unknown key (known here: " + list + ")");
-    }
-  }
-}
-
-std::string scalar(const YAML::Node& n, const std::string& key) {
-  if (!n.IsScalar()) throw ConfigError(key, "expected a single value");
-  return n.Scalar();
-}
-
-std::string as_string(const YAML::Node& n, const std::string& key) { return scalar(n, key); }
-
-long long as_int(const YAML::Node& n, const std::string& key, long long lo, long long hi) {
-  auto s = scalar(n, key);
+long long parse_int(const std::string& s, const std::string& key, long long lo, long long hi) {
   long long v = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc() || p != s.data() + s.size())
@@ -67,16 +71,14 @@ long long as_int(const YAML::Node& n, const std::string& key, long long lo, long
   return v;
 }
 
-bool as_bool(const YAML::Node& n, const std::string& key) {
-  auto s = scalar(n, key);
+bool parse_bool(const std::string& s, const std::string& key) {
   if (s == "true" || s == "yes" || s == "on") return true;
   if (s == "false" || s == "no" || s == "off") return false;
   throw ConfigError(key, "expected true or false, got '" + s + "'");
 }
 
 // Byte sizes: a plain number, or with a KiB/MiB suffix.
-std::uint64_t as_bytes(const YAML::Node& n, const std::string& key) {
-  auto s = scalar(n, key);
+std::uint64_t parse_bytes(const std::string& s, const std::string& key) {
   std::uint64_t mult = 1;
   std::string digits = s;
   for (auto [suffix, m] : {std::pair{"KiB", 1024ull}, {"MiB", 1024ull * 1024}, {"GiB", 1ull << 30}}) {
@@ -96,9 +98,140 @@ std::uint64_t as_bytes(const YAML::Node& n, const std::string& key) {
   return v * mult;
 }
 
-Seconds as_duration(const YAML::Node& n, const std::string& key) {
-  return parse_duration(key, scalar(n, key));
+bool env_name(std::string_view name) {
+  if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0]))) return false;
+  return std::all_of(name.begin(), name.end(),
+                     [](char c) { return c == '_' || std::isalnum(static_cast<unsigned char>(c)); });
 }
+
+// ${VAR}, ${VAR:-default} and $$ in a value; any other $ stays as written.
+std::string interpolate(const std::string& text, const std::string& key, Getenv getenv) {
+  if (text.find('$') == std::string::npos) return text;
+  std::string out;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    if (text[i] != '$' || i + 1 == text.size() || (text[i + 1] != '$' && text[i + 1] != '{')) {
+      out += text[i++];
+      continue;
+    }
+    if (text[i + 1] == '$') {
+      out += '$';
+      i += 2;
+      continue;
+    }
+    auto close = text.find('}', i + 2);
+    if (close == std::string::npos) throw ConfigError(key, "'${' without its '}' (write $$ for a literal $)");
+    std::string_view inner(text.data() + i + 2, close - i - 2);
+    auto sep = inner.find(":-");
+    auto name = inner.substr(0, sep);
+    if (!env_name(name))
+      throw ConfigError(key, "expected ${NAME} or ${NAME:-default}, NAME of letters, digits and '_', got a NAME of '" +
+                                 std::string(name.substr(0, 64)) + "'");
+    const char* value = getenv(std::string(name).c_str());
+    if (sep == std::string_view::npos) {
+      if (!value)
+        throw ConfigError(key, "environment variable " + std::string(name) + " is not set (${" + std::string(name) +
+                                   ":-default} gives a default)");
+      out += value;
+    } else {
+      out += value && *value ? std::string_view(value) : inner.substr(sep + 2);
+    }
+    i = close + 1;
+  }
+  return out;
+}
+
+const char* process_getenv(const char* name) { return std::getenv(name); }
+
+// Reads a configuration's YAML tree, remembering the line of every key it
+// meets, so that an error found later (by validate()) is placed too.
+class Parser {
+ public:
+  explicit Parser(Getenv getenv) : getenv_(getenv ? getenv : process_getenv) {}
+
+  Config parse(const YAML::Node& root) {
+    root_line_ = std::max(1, line_of(root));
+    try {
+      return read(root);
+    } catch (const ConfigError& e) {
+      throw e.at_line(line_for(e.key()));
+    }
+  }
+
+ private:
+  Config read(const YAML::Node& root);
+
+  // The line of `key`, else of the nearest enclosing key that has one, else the root's.
+  int line_for(std::string key) const {
+    while (!key.empty()) {
+      if (auto it = lines_.find(key); it != lines_.end() && it->second > 0) return it->second;
+      auto cut = key.find_last_of(".[");
+      if (cut == std::string::npos || cut == 0) break;
+      key.resize(cut);
+    }
+    return root_line_;
+  }
+
+  // Rejects keys this version does not know, so a typo is never silently ignored.
+  void check_keys(const YAML::Node& node, const std::string& prefix, std::initializer_list<const char*> allowed) {
+    if (!node.IsMap()) throw ConfigError(prefix.empty() ? "<root>" : prefix, "expected a mapping", line_of(node));
+    if (!prefix.empty()) lines_.emplace(prefix, line_of(node));
+    std::set<std::string> known(allowed.begin(), allowed.end());
+    for (const auto& kv : node) {
+      auto key = key_text(kv.first, prefix);
+      lines_.emplace(join(prefix, key), line_of(kv.first));
+      if (!known.count(key)) {
+        std::string list;
+        for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+        throw ConfigError(join(prefix, key), "unknown key (known here: " + list + ")", line_of(kv.first));
+      }
+    }
+  }
+
+  // A value, with the environment interpolated.
+  std::string scalar(const YAML::Node& n, const std::string& key) {
+    if (!n.IsScalar()) throw ConfigError(key, "expected a single value", line_of(n));
+    lines_.emplace(key, line_of(n));
+    return located(n, [&] { return interpolate(n.Scalar(), key, getenv_); });
+  }
+
+  std::string as_string(const YAML::Node& n, const std::string& key) { return scalar(n, key); }
+
+  long long as_int(const YAML::Node& n, const std::string& key, long long lo, long long hi) {
+    auto s = scalar(n, key);
+    return located(n, [&] { return parse_int(s, key, lo, hi); });
+  }
+
+  bool as_bool(const YAML::Node& n, const std::string& key) {
+    auto s = scalar(n, key);
+    return located(n, [&] { return parse_bool(s, key); });
+  }
+
+  std::uint64_t as_bytes(const YAML::Node& n, const std::string& key) {
+    auto s = scalar(n, key);
+    return located(n, [&] { return parse_bytes(s, key); });
+  }
+
+  Seconds as_duration(const YAML::Node& n, const std::string& key) {
+    auto s = scalar(n, key);
+    return located(n, [&] { return parse_duration(key, s); });
+  }
+
+  // A secret given in `section` as `name` or read from the file `name`_file.
+  std::optional<std::string> secret(YAML::Node section, const std::string& prefix, const std::string& name) {
+    auto key = prefix + "." + name, file_key = key + "_file";
+    auto value = section[name], file = section[name + "_file"];
+    if (value && file) throw ConfigError(file_key, "set either " + key + " or " + file_key + ", not both", line_of(file));
+    if (value) return scalar(value, key);
+    if (!file) return std::nullopt;
+    auto path = scalar(file, file_key);
+    return located(file, [&] { return read_secret_file(file_key, path); });
+  }
+
+  Getenv getenv_;
+  std::map<std::string, int> lines_;
+  int root_line_ = 1;
+};
 
 void check_endpoint(const std::string& key, const std::string& value) {
   try {
@@ -139,13 +272,19 @@ Seconds parse_duration(const std::string& key, const std::string& text) {
   return Seconds(v * unit);
 }
 
-Config parse_config(const std::string& yaml_text) {
+Config parse_config(const std::string& yaml_text, Getenv getenv) {
   YAML::Node root;
   try {
     root = YAML::Load(yaml_text);
   } catch (const YAML::Exception& e) {
-    throw ConfigError("<file>", std::string("not valid YAML: ") + e.what());
+    if (e.mark.is_null()) throw ConfigError("<file>", "not valid YAML: " + e.msg);
+    throw ConfigError("<file>", "not valid YAML (column " + std::to_string(e.mark.column + 1) + "): " + e.msg,
+                      e.mark.line + 1);
   }
+  return Parser(getenv).parse(root);
+}
+
+Config Parser::read(const YAML::Node& root) {
   Config c;
   if (!root || root.IsNull()) return c;
   check_keys(root, "", {"listen", "tls", "admin", "upstream", "client", "tenants", "pools", "relay", "log", "store", "threads", "drain_timeout"});
@@ -158,12 +297,13 @@ Config parse_config(const std::string& yaml_text) {
     if (auto n = tls["key"]) c.tls.key_file = as_string(n, "tls.key");
   }
   if (auto admin = root["admin"]; admin && !admin.IsNull()) {
-    check_keys(admin, "admin", {"listen", "token"});
+    check_keys(admin, "admin", {"listen", "token", "token_file"});
     if (auto n = admin["listen"]) c.admin.listen = as_string(n, "admin.listen");
-    if (auto n = admin["token"]) c.admin.token = as_string(n, "admin.token");
+    if (auto v = secret(admin, "admin", "token")) c.admin.token = *v;
   }
   if (auto up = root["upstream"]; up && !up.IsNull()) {
-    check_keys(up, "upstream", {"url", "agent_url", "api_key", "connect_timeout", "ca_file", "verify_tls", "retry_429"});
+    check_keys(up, "upstream", {"url", "agent_url", "api_key", "api_key_file", "connect_timeout", "ca_file", "verify_tls",
+                          "retry_429"});
     if (auto r = up["retry_429"]; r && !r.IsNull()) {
       check_keys(r, "upstream.retry_429", {"initial_backoff", "max_backoff", "deadline", "recovery_interval"});
       auto& rc = c.upstream.retry_429;
@@ -176,7 +316,7 @@ Config parse_config(const std::string& yaml_text) {
     }
     if (auto n = up["url"]) c.upstream.url = as_string(n, "upstream.url");
     if (auto n = up["agent_url"]) c.upstream.agent_url = as_string(n, "upstream.agent_url");
-    if (auto n = up["api_key"]) c.upstream.api_key = as_string(n, "upstream.api_key");
+    if (auto v = secret(up, "upstream", "api_key")) c.upstream.api_key = *v;
     if (auto n = up["connect_timeout"]) c.upstream.connect_timeout = as_duration(n, "upstream.connect_timeout");
     if (auto n = up["ca_file"]) c.upstream.ca_file = as_string(n, "upstream.ca_file");
     if (auto n = up["verify_tls"]) c.upstream.verify_tls = as_bool(n, "upstream.verify_tls");
@@ -277,11 +417,11 @@ Config parse_config(const std::string& yaml_text) {
     if (auto n = relay["idle_after"]) c.relay.idle_after = as_duration(n, "relay.idle_after");
   }
   if (auto store = root["store"]; store && !store.IsNull()) {
-    check_keys(store, "store", {"enabled", "data_dir", "url", "heartbeat", "flush_interval", "queue_limit", "instance",
-                                "query_timeout", "retention"});
+    check_keys(store, "store", {"enabled", "data_dir", "url", "url_file", "heartbeat", "flush_interval", "queue_limit",
+                                "instance", "query_timeout", "retention"});
     if (auto n = store["enabled"]) c.store.enabled = as_bool(n, "store.enabled");
     if (auto n = store["data_dir"]) c.store.data_dir = as_string(n, "store.data_dir");
-    if (auto n = store["url"]) c.store.url = as_string(n, "store.url");
+    if (auto v = secret(store, "store", "url")) c.store.url = *v;
     if (auto n = store["heartbeat"]) c.store.heartbeat = as_duration(n, "store.heartbeat");
     if (auto n = store["flush_interval"]) c.store.flush_interval = as_duration(n, "store.flush_interval");
     if (auto n = store["queue_limit"]) c.store.queue_limit = static_cast<std::size_t>(as_int(n, "store.queue_limit", 100, 10'000'000));
@@ -306,40 +446,84 @@ Config parse_config(const std::string& yaml_text) {
   return c;
 }
 
-Config load_config_file(const std::string& path) {
+Config load_config_file(const std::string& path, Getenv getenv) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw ConfigError("<file>", "is a directory, not a file", 0, path);
   std::ifstream in(path);
-  if (!in) throw ConfigError("<file>", "cannot read '" + path + "'");
+  if (!in) throw ConfigError("<file>", std::string("cannot read: ") + std::strerror(errno), 0, path);
   std::stringstream ss;
   ss << in.rdbuf();
   try {
-    return parse_config(ss.str());
+    return parse_config(ss.str(), getenv);
   } catch (const ConfigError& e) {
-    throw ConfigError(e.key(), std::string(e.what()).substr(e.key().size() + 2) + " (in " + path + ")");
+    throw e.in_file(path);
   }
 }
 
-void apply_environment(Config& c, const char* (*getenv)(const char*)) {
-  auto env = [&](const char* name) -> std::optional<std::string> {
-    const char* v = getenv(name);
+std::string read_secret_file(const std::string& key, const std::string& path) {
+  constexpr std::size_t kMaxSecret = 64 * 1024;
+  // O_NONBLOCK: a FIFO opens at once (and is then refused as not a regular file).
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) throw ConfigError(key, "cannot read '" + path + "': " + std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw ConfigError(key, "cannot read '" + path + "': " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) throw ConfigError(key, "'" + path + "' is not a regular file");
+  if (static_cast<std::uint64_t>(st.st_size) > kMaxSecret)
+    throw ConfigError(key, "'" + path + "' is larger than 64 KiB (it should hold the secret alone)");
+  std::string secret;
+  char buf[4096];
+  while (secret.size() <= kMaxSecret) {
+    auto n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw ConfigError(key, "cannot read '" + path + "': " + std::strerror(errno));
+    if (n == 0) break;
+    secret.append(buf, static_cast<std::size_t>(n));
+  }
+  if (secret.size() > kMaxSecret)
+    throw ConfigError(key, "'" + path + "' is larger than 64 KiB (it should hold the secret alone)");
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  if (secret.empty()) throw ConfigError(key, "'" + path + "' is empty");
+  return secret;
+}
+
+void apply_environment(Config& c, Getenv getenv) {
+  auto env = [&](const std::string& name) -> std::optional<std::string> {
+    const char* v = getenv(name.c_str());
     if (!v || !*v) return std::nullopt;
     return std::string(v);
   };
-  if (auto v = env("DEEPGRAM_API_KEY")) c.upstream.api_key = *v;
-  if (auto v = env("SLUICE_ADMIN_TOKEN")) c.admin.token = *v;
+  // NAME, or the file NAME_FILE names; not both.
+  auto secret = [&](const std::string& name) -> std::optional<std::string> {
+    auto file_name = name + "_FILE";
+    auto value = env(name), file = env(file_name);
+    if (value && file) throw ConfigError(file_name, "set either " + name + " or " + file_name + ", not both");
+    if (file) return read_secret_file(file_name, *file);
+    return value;
+  };
+  if (auto v = secret("DEEPGRAM_API_KEY")) c.upstream.api_key = *v;
+  if (auto v = secret("SLUICE_ADMIN_TOKEN")) c.admin.token = *v;
   if (auto v = env("SLUICE_LISTEN")) c.listen = *v;
   if (auto v = env("SLUICE_ADMIN_LISTEN")) c.admin.listen = *v;
   if (auto v = env("SLUICE_UPSTREAM_URL")) c.upstream.url = *v;
   if (auto v = env("SLUICE_AGENT_UPSTREAM_URL")) c.upstream.agent_url = *v;
   if (auto v = env("SLUICE_LOG_LEVEL")) c.log.level = *v;
   if (auto v = env("SLUICE_LOG_FORMAT")) c.log.format = *v;
-  if (auto v = env("SLUICE_STORE_URL")) c.store.url = *v;
+  if (auto v = secret("SLUICE_STORE_URL")) c.store.url = *v;
   if (auto v = env("SLUICE_DATA_DIR")) c.store.data_dir = *v;
   if (auto v = env("SLUICE_TLS_CERT")) c.tls.cert_file = *v;
   if (auto v = env("SLUICE_TLS_KEY")) c.tls.key_file = *v;
-  if (auto v = env("SLUICE_THREADS")) {
-    YAML::Node n(*v);
-    c.threads = static_cast<int>(as_int(n, "SLUICE_THREADS", 1, 256));
-  }
+  if (auto v = env("SLUICE_THREADS")) c.threads = static_cast<int>(parse_int(*v, "SLUICE_THREADS", 1, 256));
+}
+
+void check_upstream_key(const Config& c) {
+  if (c.upstream.url && !c.pass_through() && c.upstream.api_key.empty())
+    throw ConfigError("upstream.api_key",
+                      "required in virtual-key mode (tenants are configured); set DEEPGRAM_API_KEY, "
+                      "DEEPGRAM_API_KEY_FILE or upstream.api_key_file");
 }
 
 std::vector<PoolConfig> default_pools() {

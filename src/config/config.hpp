@@ -14,15 +14,38 @@ namespace sluice::config {
 
 using Seconds = std::chrono::duration<double>;
 
-// Thrown for an invalid configuration; what() reads "<key>: <what is wrong>".
+// Thrown for an invalid configuration. what() reads
+// "<file>:<line>: <key>: <what is wrong>" when the place is known ("line <n>:
+// <key>: …" for text without a file name, "<key>: …" for a value that did not
+// come from a file). The key "<file>" stands for the file as a whole (not
+// valid YAML, not readable) and is not repeated after its place.
 class ConfigError : public std::runtime_error {
  public:
-  ConfigError(std::string key, const std::string& message)
-      : std::runtime_error(key + ": " + message), key_(std::move(key)) {}
+  ConfigError(std::string key, std::string message, int line = 0, std::string file = {})
+      : std::runtime_error(describe(key, message, line, file)),
+        key_(std::move(key)),
+        message_(std::move(message)),
+        file_(std::move(file)),
+        line_(line) {}
   const std::string& key() const { return key_; }
+  const std::string& message() const { return message_; }  // what is wrong, without key or place
+  const std::string& file() const { return file_; }        // empty: not known
+  int line() const { return line_; }                        // 1-based; 0: not known
+
+  // The same error at `line` (when it has none yet), or in `file`.
+  ConfigError at_line(int line) const { return line_ > 0 ? *this : ConfigError(key_, message_, line, file_); }
+  ConfigError in_file(std::string file) const { return ConfigError(key_, message_, line_, std::move(file)); }
+
+  static std::string describe(const std::string& key, const std::string& message, int line, const std::string& file) {
+    std::string place = file;
+    if (line > 0) place += file.empty() ? "line " + std::to_string(line) : ":" + std::to_string(line);
+    if (place.empty()) return key + ": " + message;
+    return place + ": " + (key == "<file>" ? std::string() : key + ": ") + message;
+  }
 
  private:
-  std::string key_;
+  std::string key_, message_, file_;
+  int line_ = 0;
 };
 
 struct TlsConfig {
@@ -159,13 +182,35 @@ struct Config {
   }
 };
 
-// Parses YAML text. Unknown keys, wrong types and bad values throw ConfigError.
-Config parse_config(const std::string& yaml_text);
-Config load_config_file(const std::string& path);
+// Reads an environment variable; null when unset.
+using Getenv = const char* (*)(const char*);
+
+// Parses YAML text. Unknown keys, wrong types and bad values throw ConfigError
+// with the key and its line. Scalar values may refer to the environment
+// (through `getenv`; null: the process's): ${VAR}, ${VAR:-default} (the
+// default when VAR is unset or empty), $$ for a literal $; an unset VAR
+// without a default is an error. The secrets upstream.api_key, admin.token
+// and store.url may instead be read from a file named by the same key with
+// `_file` appended (one trailing newline removed).
+Config parse_config(const std::string& yaml_text, Getenv getenv = nullptr);
+// The same for a file; errors name it: "<path>:<line>: <key>: …".
+Config load_config_file(const std::string& path, Getenv getenv = nullptr);
 
 // Applies DEEPGRAM_API_KEY, SLUICE_ADMIN_TOKEN and the SLUICE_* overrides
-// listed in docs/operations.md, reading through `getenv`.
-void apply_environment(Config& config, const char* (*getenv)(const char*));
+// listed in docs/operations.md, reading through `getenv`; DEEPGRAM_API_KEY_FILE,
+// SLUICE_ADMIN_TOKEN_FILE and SLUICE_STORE_URL_FILE name files holding those
+// secrets (both a variable and its _FILE set is an error).
+void apply_environment(Config& config, Getenv getenv);
+
+// A secret read from a file: its bytes without the trailing newline (\n or
+// \r\n). Errors name `key` and the path, never the content: not a regular
+// file, unreadable, empty, or larger than 64 KiB.
+std::string read_secret_file(const std::string& key, const std::string& path);
+
+// The rule `serve` applies after the environment and the flags: virtual-key
+// mode (tenants with keys) toward a configured upstream needs the upstream
+// key. Throws ConfigError naming upstream.api_key.
+void check_upstream_key(const Config& config);
 
 // The default pools, one per Deepgram service family (limits from Deepgram's
 // published pay-as-you-go figures; set yours).

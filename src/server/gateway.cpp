@@ -165,4 +165,9 @@ admission::Controller& Gateway::admission() { return *services_->admission; }
 events::EventLog& Gateway::events() { return *services_->events; }
 history::Recorder* Gateway::recorder() { return services_->recorder.get(); }
 
+void check_tls_files(const config::Config& config) {
+  make_client_tls(config.tls);
+  make_upstream_tls(config.upstream);
+}
+
 }  // namespace sluice::server

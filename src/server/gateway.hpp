@@ -73,4 +73,9 @@ class Gateway {
   std::atomic<bool> ready_{false};
 };
 
+// Loads the TLS files `config` names (the client certificate and key, the
+// upstream CA bundle) as the gateway does when it starts; throws ConfigError.
+// For `sluice check-config`.
+void check_tls_files(const config::Config& config);
+
 }  // namespace sluice::server

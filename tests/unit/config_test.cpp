@@ -1,9 +1,17 @@
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+
+#include "../integration/temp_dir.hpp"
 #include "config/config.hpp"
 #include "protocol/credential.hpp"
 
 using namespace sluice::config;
+using sluice::testing::TempDir;
 
 namespace {
 // Expects parse_config to fail naming `key`, with `fragment` in the message.
@@ -158,6 +166,11 @@ TEST(Config, ShippedExampleParses) {
   EXPECT_EQ(c.listen, "127.0.0.1:8080");
   EXPECT_TRUE(c.pass_through());
   EXPECT_FALSE(c.tls.enabled());
+  // The configuration `cmake --install` puts in /etc/sluice.
+  auto installed = load_config_file(std::string(SLUICE_SOURCE_DIR) + "/deploy/sluice.yaml");
+  EXPECT_EQ(installed.admin.listen, "127.0.0.1:9090");
+  EXPECT_EQ(installed.store.effective_url(), "/var/lib/sluice/history.db");
+  EXPECT_EQ(installed.upstream.effective_url(), "wss://api.deepgram.com");
 }
 
 TEST(Config, PoolReleaseDelay) {
@@ -182,4 +195,173 @@ TEST(Config, PoolReleaseDelay) {
   // The retired recovery rule's key still loads (ignored), but must be a duration.
   EXPECT_NO_THROW(parse_config("upstream: {retry_429: {recovery_interval: 30s}}"));
   expect_error("upstream: {retry_429: {recovery_interval: never}}", "upstream.retry_429.recovery_interval", "duration");
+}
+
+namespace {
+// A fake environment for parse_config and apply_environment.
+std::map<std::string, std::string>& fake_env() {
+  static std::map<std::string, std::string> env;
+  return env;
+}
+const char* fake_getenv(const char* name) {
+  auto it = fake_env().find(name);
+  return it == fake_env().end() ? nullptr : it->second.c_str();
+}
+
+ConfigError error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ConfigError& e) {
+    return e;
+  }
+  ADD_FAILURE() << "no ConfigError";
+  return ConfigError("", "");
+}
+
+}  // namespace
+
+TEST(ConfigInterpolation, VariablesDefaultsAndDollars) {
+  fake_env() = {{"PORT", "8443"}, {"EMPTY", ""}, {"HOST", "0.0.0.0"}};
+  auto c = parse_config(
+      "listen: ${HOST}:${PORT}\n"
+      "admin: {listen: \"127.0.0.1:${ADMIN_PORT:-9191}\"}\n"
+      "store: {data_dir: \"${EMPTY:-/var/lib/sluice}\", instance: \"a$$b$c ${EMPTY}x $\"}\n",
+      fake_getenv);
+  EXPECT_EQ(c.listen, "0.0.0.0:8443");
+  EXPECT_EQ(c.admin.listen, "127.0.0.1:9191");  // unset: the default
+  EXPECT_EQ(c.store.data_dir, "/var/lib/sluice");  // empty: the default
+  EXPECT_EQ(c.store.instance, "a$b$c x $");  // $$ is one $, a $ before anything but { or $ stays, ${EMPTY} is empty
+  // Values only: the result is never read as YAML, and keys are not interpolated.
+  fake_env() = {{"V", "a: b\nc"}};
+  EXPECT_EQ(parse_config("store: {instance: \"${V}\"}", fake_getenv).store.instance, "a: b\nc");
+  expect_error("${V}: 1", "${V}", "unknown key");
+}
+
+TEST(ConfigInterpolation, AnUnsetVariableIsAnErrorNamingItAndItsLine) {
+  fake_env() = {};
+  auto e = error_of([] { parse_config("log:\n  level: info\n  format: ${SLUICE_TEST_FORMAT}\n", fake_getenv); });
+  EXPECT_EQ(e.key(), "log.format");
+  EXPECT_EQ(e.line(), 3);
+  EXPECT_STREQ(e.what(),
+               "line 3: log.format: environment variable SLUICE_TEST_FORMAT is not set (${SLUICE_TEST_FORMAT:-default} "
+               "gives a default)");
+  e = error_of([] { parse_config("\nlisten: \"${1X}\"\n", fake_getenv); });
+  EXPECT_EQ(e.line(), 2);
+  EXPECT_NE(std::string(e.what()).find("NAME of letters"), std::string::npos) << e.what();
+  e = error_of([] { parse_config("listen: \"${X\"\n", fake_getenv); });
+  EXPECT_NE(std::string(e.what()).find("without its '}'"), std::string::npos) << e.what();
+}
+
+TEST(ConfigSecrets, ReadFromFilesNamedByTheFileKeys) {
+  TempDir t;
+  auto key = t.write("dg", "dg-secret-1\n");
+  auto token = t.write("token", "adm-secret\r\n");
+  auto url = t.write("url", "postgres://u:pw@127.0.0.1/db");
+  fake_env() = {{"SECRETS", t.dir.string()}};
+  auto c = parse_config("upstream: {api_key_file: " + key +
+                            "}\nadmin: {token_file: \"${SECRETS}/token\"}\nstore: {url_file: " + url + "}\n",
+                        fake_getenv);
+  EXPECT_EQ(c.upstream.api_key, "dg-secret-1");  // the trailing newline is not part of it
+  EXPECT_EQ(c.admin.token, "adm-secret");
+  EXPECT_EQ(c.store.url, "postgres://u:pw@127.0.0.1/db");
+}
+
+TEST(ConfigSecrets, ErrorsNameTheKeyAndPathButNeverTheSecret) {
+  TempDir t;
+  auto key = t.write("dg", "dg-secret-2\n");
+  auto empty = t.write("empty", "\n");
+  auto unreadable = (t.dir / "missing").string();
+  auto e = error_of([&] { parse_config("upstream:\n  api_key: dg-secret-3\n  api_key_file: " + key + "\n"); });
+  EXPECT_EQ(e.key(), "upstream.api_key_file");
+  EXPECT_EQ(e.line(), 3);
+  EXPECT_NE(std::string(e.what()).find("not both"), std::string::npos) << e.what();
+  EXPECT_EQ(std::string(e.what()).find("dg-secret"), std::string::npos) << e.what();
+  e = error_of([&] { parse_config("admin:\n  token_file: " + unreadable + "\n"); });
+  EXPECT_EQ(e.key(), "admin.token_file");
+  EXPECT_EQ(e.line(), 2);
+  EXPECT_NE(std::string(e.what()).find("cannot read '" + unreadable + "': No such file"), std::string::npos)
+      << e.what();
+  e = error_of([&] { parse_config("admin:\n  token_file: " + empty + "\n"); });
+  EXPECT_NE(std::string(e.what()).find("is empty"), std::string::npos) << e.what();
+  e = error_of([&] { parse_config("admin:\n  token_file: " + t.dir.string() + "\n"); });
+  EXPECT_NE(std::string(e.what()).find("not a regular file"), std::string::npos) << e.what();
+  if (::geteuid() != 0) {  // root reads a file of mode 0000
+    auto locked = t.write("locked", "x");
+    std::filesystem::permissions(locked, std::filesystem::perms::none);
+    e = error_of([&] { parse_config("admin: {token_file: " + locked + "}"); });
+    EXPECT_NE(std::string(e.what()).find("Permission denied"), std::string::npos) << e.what();
+  }
+  auto big = t.write("big", std::string(65 * 1024, 'k'));
+  e = error_of([&] { parse_config("admin: {token_file: " + big + "}"); });
+  EXPECT_NE(std::string(e.what()).find("larger than 64 KiB"), std::string::npos) << e.what();
+  EXPECT_EQ(std::string(e.what()).find("kkkk"), std::string::npos);
+}
+
+TEST(ConfigSecrets, EnvironmentFileVariables) {
+  TempDir t;
+  auto key = t.write("dg", "dg-from-file\n");
+  auto token = t.write("token", "adm-from-file\n");
+  Config c = parse_config("upstream: {api_key: in-the-file}");
+  fake_env() = {{"DEEPGRAM_API_KEY_FILE", key}, {"SLUICE_ADMIN_TOKEN_FILE", token}};
+  apply_environment(c, fake_getenv);
+  EXPECT_EQ(c.upstream.api_key, "dg-from-file");  // the environment over the file
+  EXPECT_EQ(c.admin.token, "adm-from-file");
+  fake_env() = {{"DEEPGRAM_API_KEY_FILE", key}, {"DEEPGRAM_API_KEY", "dg-secret-4"}};
+  auto e = error_of([&] { apply_environment(c, fake_getenv); });
+  EXPECT_EQ(e.key(), "DEEPGRAM_API_KEY_FILE");
+  EXPECT_EQ(std::string(e.what()).find("dg-secret"), std::string::npos) << e.what();
+  fake_env() = {{"SLUICE_ADMIN_TOKEN_FILE", (t.dir / "nope").string()}};
+  e = error_of([&] { apply_environment(c, fake_getenv); });
+  EXPECT_EQ(e.key(), "SLUICE_ADMIN_TOKEN_FILE");
+  EXPECT_NE(std::string(e.what()).find("nope"), std::string::npos) << e.what();
+}
+
+TEST(ConfigLines, EveryErrorHasItsLine) {
+  struct Case {
+    std::string yaml, key;
+    int line;
+  };
+  const std::vector<Case> cases = {
+      {"listen: 127.0.0.1:1\nthreads: 0\n", "threads", 2},                                  // a value out of range
+      {"relay:\n  ping_interval: 3s\n  ping_intervall: 3s\n", "relay.ping_intervall", 3},  // an unknown key
+      {"pools:\n  - name: a\n  - name: b\n    limit: 0\n", "pools[1].limit", 4},
+      {"pools:\n  - name: a\n  - name: a\n", "pools[1].name", 3},                 // validate(): a duplicate
+      {"pools:\n  - name: a\n  - limit: 3\n", "pools[1].name", 3},                // required: the item's line
+      {"tls:\n  cert: /tmp/c.pem\n", "tls.key", 1},                               // validate(): the enclosing key
+      {"\n\nupstream:\n  url: https://x\n", "upstream.url", 4},                   // validate()
+      {"log:\n  level: loud\n", "log.level", 2},                                  // validate()
+      {"tenants:\n  - name: t\n    quotas:\n      nopool: {max: 1}\n", "tenants[0].quotas.nopool", 4},
+      {"listen: [\n", "<file>", 2},                                               // not YAML
+      {"admin: [1, 2]\n", "admin", 1},
+      {"# comment\n? [a]\n: 1\n", "<root>", 2},
+  };
+  for (const auto& k : cases) {
+    auto e = error_of([&] { parse_config(k.yaml); });
+    EXPECT_EQ(e.key(), k.key) << k.yaml << " -> " << e.what();
+    EXPECT_EQ(e.line(), k.line) << k.yaml << " -> " << e.what();
+    auto place = "line " + std::to_string(k.line) + ": ";
+    EXPECT_EQ(std::string(e.what()).rfind(place + (k.key == "<file>" ? "" : k.key + ": "), 0), 0u) << e.what();
+  }
+}
+
+TEST(ConfigLines, AFileNamesItselfAndTheLine) {
+  TempDir t;
+  auto path = t.write("sluice.yaml", "listen: 127.0.0.1:8080\npools:\n  - name: a\n    limit: 0\n");
+  auto e = error_of([&] { load_config_file(path); });
+  EXPECT_EQ(e.file(), path);
+  EXPECT_STREQ(e.what(), (path + ":4: pools[0].limit: must be between 1 and 1000000, got 0").c_str());
+  path = t.write("broken.yaml", "listen: 127.0.0.1:8080\nadmin: {listen: x\n");
+  e = error_of([&] { load_config_file(path); });
+  EXPECT_EQ(std::string(e.what()).rfind(path + ":3: not valid YAML", 0), 0u) << e.what();
+  e = error_of([&] { load_config_file((t.dir / "absent.yaml").string()); });
+  EXPECT_EQ(std::string(e.what()), (t.dir / "absent.yaml").string() + ": cannot read: No such file or directory");
+}
+
+TEST(Config, UpstreamKeyIsRequiredForVirtualKeysTowardARealUpstream) {
+  auto c = parse_config("tenants: [{name: a, keys: [" + sluice::protocol::key_hash("k") + "]}]");
+  EXPECT_NO_THROW(check_upstream_key(c));  // no upstream: the bundled simulator
+  c.upstream.url = "wss://api.deepgram.com";
+  EXPECT_THROW(check_upstream_key(c), ConfigError);
+  c.upstream.api_key = "k";
+  EXPECT_NO_THROW(check_upstream_key(c));
 }
