@@ -9,7 +9,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config
-  libboost1.81-all-dev libssl-dev libsqlite3-dev libpq-dev libyaml-cpp-dev
+  libboost1.81-all-dev libssl-dev libsqlite3-dev libpq-dev libyaml-cpp-dev libsystemd-dev
   libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev
   nodejs npm espeak-ng sox ca-certificates openssl tzdata sqlite3
   postgresql

@@ -1,37 +1,15 @@
 #include "util/service_notify.hpp"
 
-#include <sys/socket.h>
-#include <sys/un.h>
+#include <systemd/sd-daemon.h>
 #include <time.h>
-#include <unistd.h>
 
-#include <cerrno>
-#include <cstddef>
-#include <cstdlib>
-#include <cstring>
 #include <string>
 
 namespace sluice::util::service {
 
 bool notify(std::string_view state) {
-  const char* name = std::getenv("NOTIFY_SOCKET");
-  if (!name || !*name) return false;
-  std::string_view path(name);
-  // A path, or an abstract socket written as "@name"; sun_path has room for 107 bytes and a NUL.
-  if ((path.front() != '/' && path.front() != '@') || path.size() >= sizeof(sockaddr_un::sun_path)) return false;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.data(), path.size());
-  if (path.front() == '@') addr.sun_path[0] = '\0';
-  auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
-  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  ssize_t sent;
-  do {
-    sent = ::sendto(fd, state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<const sockaddr*>(&addr), len);
-  } while (sent < 0 && errno == EINTR);
-  ::close(fd);
-  return sent == static_cast<ssize_t>(state.size());
+  // sd_notify: > 0 sent, 0 no $NOTIFY_SOCKET, < 0 an error (-errno).
+  return ::sd_notify(0, std::string(state).c_str()) > 0;
 }
 
 namespace {

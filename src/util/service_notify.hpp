@@ -1,9 +1,8 @@
 #pragma once
 // Readiness and state notifications to the service manager (systemd's
-// Type=notify), as sd_notify(3) sends them: one datagram of newline-separated
-// KEY=VALUE assignments to the AF_UNIX socket named by $NOTIFY_SOCKET (a
-// path, or an abstract name written with a leading '@'). The protocol is
-// small and stable, so it is written here rather than linking libsystemd.
+// Type=notify) through libsystemd's sd_notify(3): one datagram of
+// newline-separated KEY=VALUE assignments to the AF_UNIX socket named by
+// $NOTIFY_SOCKET (a path, or an abstract name written with a leading '@').
 // Without $NOTIFY_SOCKET (not started by systemd) nothing is sent.
 #include <string>
 #include <string_view>
