@@ -162,7 +162,17 @@ std::int64_t Zone::to_utc(std::int64_t local) const {
   // Unique: the one offset. Ambiguous (the clock set back over it): the
   // earlier instant, on the first offset. Nonexistent (the clock skipped
   // it): read with the offset before the gap, which lands after it.
-  return local - li.first.offset.count();
+  auto t = local - li.first.offset.count();
+  if (li.result != date::local_info::unique || offset_at(t) == li.first.offset.count()) return t;
+  // date/tz finds a change within a day of the time asked; a gap of a whole
+  // day (Kiritimati skipped 1994-12-31) reads as "unique" with the offset
+  // after it. Try the offsets a day either side, as for any change.
+  auto before = offset_at(local - 86400), after = offset_at(local + 86400);
+  auto t1 = local - before, t2 = local - after;
+  bool ok1 = offset_at(t1) == before, ok2 = offset_at(t2) == after;
+  if (ok1 && ok2) return std::min(t1, t2);
+  if (ok2 && !ok1) return t2;
+  return t1;  // in a gap: read with the offset before it, which lands after it
 }
 
 namespace {

@@ -230,6 +230,19 @@ TEST(HistoryTimespec, LocalTimesInGapsAndOverlaps) {
   EXPECT_EQ(berlin.to_utc(local(2026, 1, 1, 0, 0)), utc(2025, 12, 31, 23) / kSecond);
 }
 
+// Found by the fuzz target `timespec` on date/tz: Kiritimati went from -10:00
+// to +14:00 and skipped 1994-12-31 whole. date/tz's local lookup sees no
+// change within a day and read the date with the offset after the gap, a day
+// early (1994-12-30T00:00-10:00); the day reads with the offset before it,
+// which lands after the gap, as any skipped time does.
+TEST(HistoryTimespec, ADaySkippedWhole) {
+  auto kiritimati = Zone::named("Pacific/Kiritimati");
+  EXPECT_EQ(parse_time("1994-12-31", 0, kiritimati), utc(1994, 12, 31, 10));
+  EXPECT_EQ(format_time(utc(1994, 12, 31, 10), kiritimati), "1995-01-01T00:00:00.000+14:00");
+  EXPECT_EQ(parse_time("1994-12-30 23:59", 0, kiritimati), utc(1994, 12, 31, 9, 59));
+  EXPECT_EQ(parse_time("1995-01-01", 0, kiritimati), utc(1994, 12, 31, 10));
+}
+
 TEST(HistoryTimespec, UnknownZonesAreRefusedByName) {
   try {
     Zone::named("Mars/Base");
