@@ -11,6 +11,9 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libboost1.81-all-dev libssl-dev libsqlite3-dev libpq-dev libyaml-cpp-dev libsystemd-dev
   libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev
+  # date/tz for the history's time zones, with its runtime library; it reads
+  # the zones from tzdata (below)
+  libhowardhinnant-date-dev libdate-tz3
   nodejs npm espeak-ng sox ca-certificates openssl tzdata sqlite3
   postgresql
   # the benchmark suite (bench/run; its smoke run is a test): the proxies it

@@ -21,6 +21,7 @@
 #include <sstream>
 
 #include "net/listener.hpp"
+#include "util/duration.hpp"
 
 namespace sluice::config {
 namespace {
@@ -252,24 +253,14 @@ constexpr double kMaxDurationSeconds = 36525.0 * 86400;
 }  // namespace
 
 Seconds parse_duration(const std::string& key, const std::string& text) {
-  std::string_view s(text);
-  double unit = 1;
-  for (auto [suffix, u] : {std::pair{"ms", 0.001}, {"s", 1.0}, {"m", 60.0}, {"h", 3600.0}, {"d", 86400.0}}) {
-    if (s.ends_with(suffix)) {
-      // "ms" must win over "s": it is tested first.
-      unit = u;
-      s.remove_suffix(std::string_view(suffix).size());
-      break;
-    }
-  }
-  double v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc() || p != s.data() + s.size() || v < 0 || !std::isfinite(v))
-    throw ConfigError(key, "expected a duration such as 10s, 250ms, 2m, 1h or 7d, got '" + text + "'");
+  // The grammar is shared with the command line and the history's relative
+  // times (util/duration.hpp); a bare number is seconds here.
+  auto v = util::parse_duration(text, util::Unitless::seconds);
+  if (!v) throw ConfigError(key, "expected a duration such as 10s, 250ms, 2m, 1h30m or 7d, got '" + text + "'");
   // Durations become deadlines on nanosecond clocks: beyond a century they
   // are mistakes, and beyond ~292 years they would overflow.
-  if (v * unit > kMaxDurationSeconds) throw ConfigError(key, "must be at most 36525d (100 years), got '" + text + "'");
-  return Seconds(v * unit);
+  if (*v > kMaxDurationSeconds) throw ConfigError(key, "must be at most 36525d (100 years), got '" + text + "'");
+  return Seconds(*v);
 }
 
 Config parse_config(const std::string& yaml_text, Getenv getenv) {

@@ -219,7 +219,9 @@ std::vector<PoolConfig> default_pools();
 // Checks cross-field rules (e.g. TLS cert without key). Throws ConfigError.
 void validate(const Config& config);
 
-// "10s", "250ms", "2m", "1h" or a plain number of seconds.
+// "10s", "250ms", "2m", "1h30m", "7d", "2w" or a plain number of seconds
+// (util/duration.hpp, the grammar the command line and the history's
+// relative times share), at most a century; throws ConfigError naming `key`.
 Seconds parse_duration(const std::string& key, const std::string& text);
 
 }  // namespace sluice::config

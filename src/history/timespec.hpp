@@ -20,9 +20,11 @@ class TimeError : public QueryError {
   using QueryError::QueryError;
 };
 
-// UTC, or an IANA zone (Europe/Berlin) read from a TZif file under $TZDIR or
-// /usr/share/zoneinfo, including the POSIX rule for times after its last
-// transition. Immutable: copies share the data and may cross threads.
+// UTC, or an IANA zone (Europe/Berlin) from the system's tzdata in
+// /usr/share/zoneinfo, read by Howard Hinnant's date/tz (built with
+// USE_OS_TZDB), with the POSIX rule at the end of the zone's file (read by
+// date/ptz.h) for times after its last transition. Immutable: copies share
+// the data and may cross threads.
 class Zone {
  public:
   Zone();  // UTC
@@ -49,7 +51,9 @@ class Zone {
 //   2026-11-20T14:00:00Z, 2026-11-20T14:00:00.250+01:00 (or a space for T);
 //   2026-11-20 14:00[:00] without an offset: local time in `zone`;
 //   2026-11-20: midnight in `zone`;
-//   now, -2h, -30m, -7d, -90s, -1h30m, now-2h, now+15m (units s, m, h, d, w).
+//   now, -2h, -30m, -7d, -90s, -1h30m, now-2h, now+15m: a duration in the
+//   grammar the configuration and the command line share (util/duration.hpp:
+//   units ms, s, m, h, d, w), with a unit, at most a million days.
 // Throws TimeError naming the accepted forms and echoing `text`.
 Micros parse_time(std::string_view text, Micros now, const Zone& zone = {});
 

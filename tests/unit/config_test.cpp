@@ -159,6 +159,17 @@ TEST(Config, Durations) {
   EXPECT_THROW(parse_duration("k", ""), ConfigError);
   EXPECT_THROW(parse_duration("k", "ms"), ConfigError);
   EXPECT_THROW(parse_duration("k", "-1s"), ConfigError);
+  // The grammar the command line and the history's relative times share
+  // (util/duration.hpp): sums of number-unit pairs, weeks, exponents.
+  EXPECT_DOUBLE_EQ(parse_duration("k", "1h30m").count(), 5400);
+  EXPECT_DOUBLE_EQ(parse_duration("k", "1m500ms").count(), 60.5);
+  EXPECT_DOUBLE_EQ(parse_duration("k", "2w").count(), 14 * 86400);
+  EXPECT_DOUBLE_EQ(parse_duration("k", "1e3").count(), 1000);
+  EXPECT_DOUBLE_EQ(parse_duration("k", "0").count(), 0);
+  for (const char* bad : {"1.5.5s", ".5s", "5.s", "1h 30m", "1x", "1hh", "s", "1e", "1es", "+1s", "inf", "nan", "1h30"})
+    EXPECT_THROW(parse_duration("k", bad), ConfigError) << bad;
+  expect_error("drain_timeout: 1e400s", "drain_timeout", "at most");
+  expect_error("drain_timeout: 36525d1s", "drain_timeout", "at most");
 }
 
 TEST(Config, ShippedExampleParses) {
