@@ -5,7 +5,6 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/url/parse.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -16,6 +15,8 @@
 #include <mutex>
 #include <stdexcept>
 #include <system_error>
+
+#include "net/endpoint.hpp"
 
 namespace sluice::net {
 
@@ -167,14 +168,7 @@ asio::awaitable<void> Listener::accept_loop() {
 }
 
 tcp::endpoint parse_endpoint(std::string_view text) {
-  auto r = boost::urls::parse_authority(text);
-  if (!r || !r->has_port() || r->port().empty() || r->has_userinfo())
-    throw std::invalid_argument("expected HOST:PORT (e.g. 127.0.0.1:8080), got '" +
-                                std::string(text) + "'");
-  std::string host = r->host_address();  // without IPv6 brackets
-  auto port = r->port_number();
-  if (port == 0 && r->port() != "0")
-    throw std::invalid_argument("port out of range in '" + std::string(text) + "'");
+  auto [host, port] = parse_host_port(text);
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(host, ec);
   if (!ec) return {addr, port};
