@@ -278,6 +278,8 @@ function ensureChart(pool) {
   $("#charts").append(box);
   c = { pool, box, plotEl, data: emptyData(), pending: { m429: null, refusal: null }, plot: null };
   const width = Math.max(400, $("#charts").clientWidth || 900);
+  // Counts and limits hold until the next point: steps, not slopes.
+  const stepped = uPlot.paths.stepped({ align: 1 });
   c.plot = new uPlot(
     {
       width,
@@ -285,9 +287,9 @@ function ensureChart(pool) {
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max) * 1.15] } },
       series: [
         {},
-        { label: "open", stroke: "#2563eb", fill: "rgba(37,99,235,0.12)", width: 2 },
-        { label: "limit", stroke: "#b91c1c", dash: [8, 4], width: 1.5 },
-        { label: "effective limit", stroke: "#d97706", dash: [3, 3], width: 1.5 },
+        { label: "open", stroke: "#2563eb", fill: "rgba(37,99,235,0.12)", width: 2, paths: stepped },
+        { label: "limit", stroke: "#b91c1c", dash: [8, 4], width: 1.5, paths: stepped },
+        { label: "effective limit", stroke: "#d97706", dash: [3, 3], width: 1.5, paths: stepped },
         { label: "upstream 429", stroke: "#dc2626", paths: () => null, points: { show: true, size: 11, fill: "#dc2626" } },
         { label: "refusal", stroke: "#7c3aed", paths: () => null, points: { show: true, size: 9, fill: "#7c3aed" } },
       ],
