@@ -25,6 +25,8 @@ pools:
   - name: streaming
     match: {path: /v1/listen}
     limit: 5
+relay:
+  idle_after: 1s
 upstream:
   retry_429:
     initial_backoff: 100ms
@@ -105,7 +107,15 @@ e2eTest("the dashboard shows, charts and ends streams, expands a 429 and answers
     streams.push(a);
     assert.ok(a.requestId, "the gateway answered with a dg-request-id");
     const openedAt = Date.now();
-    audio = setInterval(() => a.ws.readyState === WebSocket.OPEN && a.ws.send(Buffer.alloc(3200)), 100);
+    // Half a second of audio, then only KeepAlives: after relay.idle_after
+    // (1 s here) the stream is idle and KeepAlive-only.
+    let ticks = 0;
+    audio = setInterval(() => {
+      if (a.ws.readyState !== WebSocket.OPEN) return;
+      if (ticks < 5) a.ws.send(Buffer.alloc(3200));
+      else if (ticks % 3 === 0) a.ws.send(JSON.stringify({ type: "KeepAlive" }));
+      ticks++;
+    }, 100);
     await page.waitForSelector(`#sessions-table tbody tr:has(td.rid:text-is("${a.requestId}"))`, { timeout: SHOWN_WITHIN_MS });
     t.diagnostic(`the stream was on the page ${Date.now() - openedAt} ms after it opened`);
     const row = page.locator(`#sessions-table tbody tr:has(td.rid:text-is("${a.requestId}"))`);
@@ -137,9 +147,13 @@ e2eTest("the dashboard shows, charts and ends streams, expands a 429 and answers
     );
     await shot(page, "pools");
 
-    // End the stream from the table, confirming: it closes at the client.
+    // The stream that only keeps alive is highlighted; the refused one has left the table.
     await page.click("#tabs button[data-view=sessions]");
+    await page.waitForSelector(`#sessions-table tbody tr.keepalive[data-id="${sessionId}"]`, { timeout: 30_000 });
+    await page.waitForFunction(() => document.querySelectorAll("#sessions-table tbody tr").length === 1, null, { timeout: 30_000 });
     await shot(page, "sessions");
+
+    // End the stream from the table, confirming: it closes at the client.
     await page.click(`#sessions-table button.end[data-id="${sessionId}"]`);
     await page.waitForSelector("#confirm-end[open]");
     await page.click("#confirm-end-ok");
