@@ -188,6 +188,12 @@ e2eTest("the dashboard shows, charts and ends streams, expands a 429 and answers
 
     assert.deepEqual(elsewhere, [], "no request left the admin listener");
     assert.deepEqual(pageErrors, [], "no script error on the page");
+
+    // The gateway stops (SIGTERM, nothing to drain): the page's stream ends
+    // with the gateway's last frame rather than a broken connection.
+    await gw.proc.stop();
+    await page.waitForFunction(() => window.sluiceDashboard.state.stopped === true, null, { timeout: 30_000 });
+    await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("the gateway stopped"));
   } finally {
     clearInterval(audio);
     for (const s of streams) s.ws.terminate();

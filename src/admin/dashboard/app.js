@@ -23,6 +23,7 @@ const state = {
   streamAbort: null,
   historyEnabled: true,
   peaks: null,
+  stopped: false, // the gateway said it stopped (event: end)
 };
 
 // ---- small helpers ----------------------------------------------------------
@@ -186,7 +187,7 @@ async function runStream() {
       clearInterval(watchdog);
     }
     if (!state.token || state.streamAbort !== ctrl) return;
-    setStatus("reconnecting…", "warn");
+    setStatus(state.stopped ? "the gateway stopped · reconnecting…" : "reconnecting…", "warn");
     await sleep(2000);
   }
 }
@@ -202,10 +203,14 @@ function handleFrame(frame) {
   const body = JSON.parse(data);
   if (type === "snapshot") onSnapshot(body);
   else if (type === "event") onEvent(body, true);
-  else if (type === "end") setStatus("the gateway is stopping", "warn");
+  else if (type === "end") {
+    state.stopped = true;
+    setStatus("the gateway stopped", "warn");
+  }
 }
 
 function onSnapshot(snap) {
+  state.stopped = false;
   state.pools = snap.pools || [];
   state.sessions = snap.sessions || [];
   state.ready = snap.ready;
