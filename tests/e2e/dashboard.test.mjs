@@ -147,6 +147,14 @@ e2eTest("the dashboard shows, charts and ends streams, expands a 429 and answers
     );
     await shot(page, "pools");
 
+    // The range picker reads the history for a past range, then goes back to live.
+    await page.selectOption("#range", "6h");
+    await page.waitForFunction(() => document.querySelector("#range-note").textContent.includes("the most open in each"), null, {
+      timeout: 30_000,
+    });
+    assert.ok(Number(await page.locator("#chart-streaming").getAttribute("data-points")) > 0, "the past range has points");
+    await page.selectOption("#range", "live");
+
     // The stream that only keeps alive is highlighted; the refused one has left the table.
     await page.click("#tabs button[data-view=sessions]");
     await page.waitForSelector(`#sessions-table tbody tr.keepalive[data-id="${sessionId}"]`, { timeout: 30_000 });
