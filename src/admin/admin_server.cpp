@@ -262,7 +262,7 @@ class Handler {
     return error_response(req, http::status::not_found, "not_found", "no such path: " + path);
   }
 
- // The stream's periodic frame: what GET /api/v1/pools and GET
+  // The stream's periodic frame: what GET /api/v1/pools and GET
   // /api/v1/sessions answer, with the time and readiness.
   std::string snapshot_frame() {
     auto o = pools_json();
@@ -289,7 +289,7 @@ class Handler {
     Response res{http::status::ok, req.version()};
     res.set(http::field::server, "sluice-admin");
     res.set(http::field::content_type, asset.content_type);
-    // Revalidated on each load, so a new binary's page is seen at once.
+    // Fetched again on each load, so a new binary's page is seen at once.
     res.set(http::field::cache_control, "no-cache");
     res.set("Content-Security-Policy",
             "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'");

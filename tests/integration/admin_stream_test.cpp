@@ -123,6 +123,28 @@ TEST_P(AdminStream, RequiresTheToken) {
   EXPECT_EQ(event_streams(s), 0);
 }
 
+TEST_P(AdminStream, TheDashboardIsServedWithoutTheTokenAndIsOnlyThePage) {
+  auto& s = start();
+  auto page = admin_call(s.admin_port(), http::verb::get, "/", "");
+  EXPECT_EQ(page.result_int(), 200u);
+  EXPECT_EQ(page[http::field::content_type], "text/html; charset=utf-8");
+  EXPECT_NE(page["Content-Security-Policy"].find("default-src 'self'"), std::string::npos);
+  EXPECT_NE(page.body().find("/dashboard/app.js"), std::string::npos);
+  for (const std::string path : {"/dashboard/app.js", "/dashboard/uPlot.iife.min.js"}) {
+    auto res = admin_call(s.admin_port(), http::verb::get, path, "");
+    EXPECT_EQ(res.result_int(), 200u) << path;
+    EXPECT_EQ(res[http::field::content_type], "text/javascript; charset=utf-8") << path;
+    EXPECT_GT(res.body().size(), 1000u) << path;
+  }
+  auto css = admin_call(s.admin_port(), http::verb::get, "/dashboard/uPlot.min.css", "");
+  EXPECT_EQ(css.result_int(), 200u);
+  EXPECT_EQ(css[http::field::content_type], "text/css; charset=utf-8");
+  // Nothing else is public, and the page holds no data and no token.
+  EXPECT_EQ(admin_call(s.admin_port(), http::verb::get, "/dashboard/nothing.js", "").result_int(), 404u);
+  EXPECT_EQ(admin_call(s.admin_port(), http::verb::post, "/", "").result_int(), 404u);
+  EXPECT_EQ(page.body().find("admin-secret"), std::string::npos);
+}
+
 TEST_P(AdminStream, SnapshotsShowStreamsAndEventsArriveAsRecorded) {
   auto& s = start();
   StreamReader r(s.admin_port());
