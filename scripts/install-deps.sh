@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing sluice needs on Debian 12 (run as root):
-# the Debian packages below, then the end-to-end tests' npm packages
-# (tests/e2e, from its package-lock.json). Safe to run again: each step is
+# the Debian packages below, then the npm packages of the end-to-end tests
+# (tests/e2e) and of the admin dashboard (src/admin/dashboard), each from its
+# package-lock.json. Safe to run again: each step is
 # skipped when it is already done.
 set -euo pipefail
 
@@ -23,6 +24,9 @@ packages=(
   # the fuzz targets (fuzz/, scripts/fuzz.sh): clang with libFuzzer and the
   # sanitizers' runtimes
   clang-14 libclang-rt-14-dev libfuzzer-14-dev
+  # the admin dashboard's browser test (tests/e2e/dashboard.test.mjs, driven
+  # by playwright-core from npm)
+  chromium
 )
 
 missing=()
@@ -57,14 +61,17 @@ fi
 
 # npm ci wipes and reinstalls node_modules, so only run it when the lockfile
 # changed since the last install (npm keeps a copy of the resolved tree in
-# node_modules/.package-lock.json).
-e2e="$root/tests/e2e"
-stamp="$e2e/node_modules/.sluice-lock-sha256"
-want="$(sha256sum "$e2e/package-lock.json" | cut -d' ' -f1)"
-if [[ -d "$e2e/node_modules" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
-  echo "install-deps: tests/e2e/node_modules up to date"
-else
-  echo "install-deps: npm ci in tests/e2e"
-  (cd "$e2e" && npm ci --no-audit --no-fund --loglevel=error)
-  echo "$want" >"$stamp"
-fi
+# node_modules/.package-lock.json). tests/e2e: the end-to-end and browser
+# tests; src/admin/dashboard: uPlot, which the build embeds into the binary.
+for dir in tests/e2e src/admin/dashboard; do
+  pkg="$root/$dir"
+  stamp="$pkg/node_modules/.sluice-lock-sha256"
+  want="$(sha256sum "$pkg/package-lock.json" | cut -d' ' -f1)"
+  if [[ -d "$pkg/node_modules" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    echo "install-deps: $dir/node_modules up to date"
+  else
+    echo "install-deps: npm ci in $dir"
+    (cd "$pkg" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$want" >"$stamp"
+  fi
+done

@@ -23,6 +23,8 @@
 #include <functional>
 #include <variant>
 
+#include "admin/dashboard_assets.hpp"
+#include "admin/event_stream.hpp"
 #include "admin/history_api.hpp"
 #include "admin/metrics.hpp"
 #include "admin/sessions_json.hpp"
@@ -32,6 +34,7 @@
 #include "net/listener.hpp"
 #include "protocol/credential.hpp"
 #include "util/json_text.hpp"
+#include "util/time_json.hpp"
 
 namespace sluice::admin {
 
@@ -66,7 +69,9 @@ using Response = http::response<http::string_body>;
 // Work that must not run on the I/O thread (a history query), and what
 // routing a request gives: a response at once, or such work.
 using Job = std::function<Response()>;
-using Routed = std::variant<Response, Job>;
+// GET /api/v1/stream, authorized: the connection becomes an event stream.
+struct EventStream {};
+using Routed = std::variant<Response, Job, EventStream>;
 
 Response json_response(const Request& req, http::status status, const json::value& body) {
   Response res{status, req.version()};
@@ -128,7 +133,8 @@ std::optional<std::int64_t> parse_time(const std::string& text) {
 
 class Handler {
  public:
-  Handler(AdminDeps& deps, HistoryQueries& queries) : deps_(deps), queries_(queries) {}
+  Handler(AdminDeps& deps, HistoryQueries& queries, const std::shared_ptr<StreamHub>& hub)
+      : deps_(deps), queries_(queries), hub_(hub) {}
 
   Routed handle(const Request& req) {
     auto url = boost::urls::parse_origin_form(req.target());
@@ -140,12 +146,21 @@ class Handler {
       auto res = text(req, http::status::ok,
                       render_metrics(*deps_.registry, *deps_.admission, deps_.recorder.get(),
                                      deps_.store_url.empty() ? nullptr : &history));
+      res.body() += "# HELP sluice_admin_event_streams Dashboard event streams (GET /api/v1/stream) open.\n"
+                    "# TYPE sluice_admin_event_streams gauge\n"
+                    "sluice_admin_event_streams " + std::to_string(hub_->clients()) + "\n";
+      res.prepare_payload();
       res.set(http::field::content_type, "text/plain; version=0.0.4");
       return res;
     }
     if (path == "/readyz")
       return deps_.ready.load() ? text(req, http::status::ok, "ready\n")
                                 : text(req, http::status::service_unavailable, "not ready\n");
+    // The dashboard's page, script and style: public (they hold no data; the
+    // page asks for the token and sends it with every API call).
+    if (auto* asset = find_dashboard_asset(path);
+        asset && (req.method() == http::verb::get || req.method() == http::verb::head))
+      return dashboard_file(req, *asset);
     if (!path.starts_with("/api/"))
       return error_response(req, http::status::not_found, "not_found", "no such path: " + path);
     if (!authorized(req, deps_.token))
@@ -154,6 +169,10 @@ class Handler {
     if (path == "/api/v1/sessions") {
       if (req.method() != http::verb::get) return method_not_allowed(req, "GET");
       return list_sessions(req, *url);
+    }
+    if (path == "/api/v1/stream") {
+      if (req.method() != http::verb::get) return method_not_allowed(req, "GET");
+      return EventStream{};
     }
     constexpr std::string_view prefix = "/api/v1/sessions/";
     if (path.starts_with(prefix)) {
@@ -181,12 +200,7 @@ class Handler {
     }
     if (path == "/api/v1/pools") {
       if (req.method() != http::verb::get) return method_not_allowed(req, "GET");
-      json::array pools;
-      for (const auto& p : deps_.admission->status()) pools.push_back(pool_json(p));
-      json::object o;
-      o["pools"] = std::move(pools);
-      o["leases"] = deps_.admission->leases_in_use();
-      return json_response(req, http::status::ok, o);
+      return json_response(req, http::status::ok, pools_json());
     }
     constexpr std::string_view pools_prefix = "/api/v1/pools/";
     if (path.starts_with(pools_prefix)) {
@@ -248,7 +262,46 @@ class Handler {
     return error_response(req, http::status::not_found, "not_found", "no such path: " + path);
   }
 
+  // The stream's periodic frame: what GET /api/v1/pools and GET
+  // /api/v1/sessions answer, with the time and readiness.
+  std::string snapshot_frame() {
+    auto o = pools_json();
+    auto now = registry::mono_ns();
+    json::array sessions;
+    for (const auto& e : deps_.registry->list()) sessions.push_back(session_json(*deps_.registry, *e, now));
+    o["sessions"] = std::move(sessions);
+    o["time"] = util::time_json(registry::wall_ns());
+    o["ready"] = deps_.ready.load();
+    return sse_frame("snapshot", util::json_text(o));
+  }
+
  private:
+  json::object pools_json() {
+    json::array pools;
+    for (const auto& p : deps_.admission->status()) pools.push_back(pool_json(p));
+    json::object o;
+    o["pools"] = std::move(pools);
+    o["leases"] = deps_.admission->leases_in_use();
+    return o;
+  }
+
+  Response dashboard_file(const Request& req, const DashboardAsset& asset) {
+    Response res{http::status::ok, req.version()};
+    res.set(http::field::server, "sluice-admin");
+    res.set(http::field::content_type, asset.content_type);
+    // Fetched again on each load, so a new binary's page is seen at once.
+    res.set(http::field::cache_control, "no-cache");
+    res.set("Content-Security-Policy",
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'");
+    res.set("X-Content-Type-Options", "nosniff");
+    res.set("Referrer-Policy", "no-referrer");
+    res.keep_alive(req.keep_alive());
+    if (req.method() == http::verb::get) res.body() = std::string(asset.body);
+    res.prepare_payload();
+    if (req.method() == http::verb::head) res.content_length(asset.body.size());
+    return res;
+  }
+
   static json::object pool_json(const admission::PoolStatus& p) {
     json::object o;
     o["name"] = p.name;
@@ -363,6 +416,7 @@ class Handler {
 
   AdminDeps& deps_;
   HistoryQueries& queries_;
+  std::shared_ptr<StreamHub> hub_;
 };
 
 
@@ -389,10 +443,11 @@ auto async_run(HistoryQueries& queries, Job& job, Token&& token) {
       token);
 }
 
-asio::awaitable<void> serve_admin(tcp::socket socket, AdminDeps& deps, HistoryQueries& queries) {
+asio::awaitable<void> serve_admin(tcp::socket socket, AdminDeps& deps, HistoryQueries& queries,
+                                  std::shared_ptr<StreamHub> hub) {
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
-  Handler handler(deps, queries);
+  Handler handler(deps, queries, hub);
   for (;;) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(16 * 1024);
@@ -403,6 +458,12 @@ asio::awaitable<void> serve_admin(tcp::socket socket, AdminDeps& deps, HistoryQu
     if (ec) break;
     auto req = parser.release();
     auto routed = handler.handle(req);
+    if (std::holds_alternative<EventStream>(routed)) {
+      // The connection is the stream's until it ends; then it closes.
+      const std::function<std::string()> snapshot = [&handler] { return handler.snapshot_frame(); };
+      co_await serve_event_stream(stream, req.version(), *hub, snapshot);
+      break;
+    }
     Response res;
     if (auto* job = std::get_if<Job>(&routed)) {
       if (queries.pending.fetch_add(1, std::memory_order_relaxed) >= HistoryQueries::kLimit) {
@@ -430,16 +491,24 @@ asio::awaitable<void> serve_admin(tcp::socket socket, AdminDeps& deps, HistoryQu
 }  // namespace
 
 AdminServer::AdminServer(asio::io_context& ioc, const tcp::endpoint& listen, AdminDeps deps)
-    : deps_(std::move(deps)), history_(std::make_unique<HistoryQueries>()) {
+    : deps_(std::move(deps)), history_(std::make_unique<HistoryQueries>()), streams_(std::make_shared<StreamHub>()) {
+  // Every event to every stream, as it is recorded.
+  deps_.events->subscribe([hub = std::weak_ptr<StreamHub>(streams_)](const events::Event& e) {
+    if (auto h = hub.lock()) h->publish(sse_frame("event", util::json_text(events::to_json(e)), e.id));
+  });
   listener_ = std::make_unique<net::Listener>(
-      ioc, listen, [this](tcp::socket s) { return serve_admin(std::move(s), deps_, *history_); }, "admin");
+      ioc, listen, [this](tcp::socket s) { return serve_admin(std::move(s), deps_, *history_, streams_); }, "admin");
 }
 
 // Queries under way finish first (each within store.query_timeout): their
 // answers go to the I/O executor, which outlives this server.
 AdminServer::~AdminServer() { history_->pool.join(); }
 void AdminServer::start() { listener_->start(); }
-void AdminServer::stop() { listener_->stop(); }
+// The event streams end too: each sends its last chunk and closes.
+void AdminServer::stop() {
+  listener_->stop();
+  streams_->stop();
+}
 tcp::endpoint AdminServer::endpoint() const { return listener_->local_endpoint(); }
 
 }  // namespace sluice::admin

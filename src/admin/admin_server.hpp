@@ -1,7 +1,9 @@
 #pragma once
-// The operators' HTTP API on its own listener: live sessions (list, inspect,
+// The operators' HTTP API on its own listener, and the dashboard at `/`
+// (src/admin/dashboard/, embedded): live sessions (list, inspect,
 // end gracefully), pools (view, change a limit), events, the history
-// (sessions, concurrency, peaks, usage), health and readiness. Every /api/
+// (sessions, concurrency, peaks, usage), a stream of snapshots and events
+// for the dashboard (Server-Sent Events), health and readiness. Every /api/
 // path requires `Authorization: Bearer <admin token>`. Runs on the io_context
 // it is given; history queries run on a small thread pool of its own.
 #include <boost/asio/io_context.hpp>
@@ -45,6 +47,7 @@ struct AdminDeps {
 // Where history queries run, off the I/O threads: two threads, and a bound on
 // the queries waiting for them.
 struct HistoryQueries;
+class StreamHub;
 
 class AdminServer {
  public:
@@ -57,6 +60,7 @@ class AdminServer {
  private:
   AdminDeps deps_;
   std::unique_ptr<HistoryQueries> history_;
+  std::shared_ptr<StreamHub> streams_;
   std::unique_ptr<net::Listener> listener_;
 };
 

@@ -36,6 +36,7 @@ boost::json::object session_json(const registry::Registry& registry, const regis
   o["last_upstream_at"] = time_json(i.to_wall_ns(c.last_upstream_ns.load()));
   o["age_seconds"] = i.age_seconds(now);
   o["idle_seconds"] = registry::Registry::idle_seconds(e, now);
+  o["keep_alive_only"] = registry.keep_alive_only(e, now);
   boost::json::object counters;
   counters["client_messages"] = c.client_messages.load();
   counters["client_bytes"] = c.client_bytes.load();

@@ -222,7 +222,11 @@ int run_serve(const ServeOptions& o) {
       gateway->stop();
       if (simulator) simulator->stop();
       hup.cancel();
-      ioc.stop();
+      // The dashboard's event streams were told to end: a moment for each to
+      // write its last frame and chunk (a few bytes into the socket's buffer)
+      // before the I/O threads stop.
+      drain.expires_after(std::chrono::milliseconds(100));
+      drain.async_wait([&](boost::system::error_code) { ioc.stop(); });
       return;
     }
     if (!ending && now >= end_at) {
