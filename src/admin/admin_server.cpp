@@ -137,9 +137,12 @@ class Handler {
     if (path == "/healthz") return text(req, http::status::ok, "ok\n");
     if (path == "/metrics") {
       auto history = queries_.stats();
+      MetricsOptions options;
+      options.per_tenant = deps_.metrics_per_tenant && deps_.metrics_per_tenant->load(std::memory_order_relaxed);
+      options.events = deps_.event_counters.get();
+      options.queries = deps_.store_url.empty() ? nullptr : &history;
       auto res = text(req, http::status::ok,
-                      render_metrics(*deps_.registry, *deps_.admission, deps_.recorder.get(),
-                                     deps_.store_url.empty() ? nullptr : &history));
+                      render_metrics(*deps_.registry, *deps_.admission, deps_.recorder.get(), options));
       res.set(http::field::content_type, "text/plain; version=0.0.4");
       return res;
     }

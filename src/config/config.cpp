@@ -297,9 +297,13 @@ Config Parser::read(const YAML::Node& root) {
     if (auto n = tls["key"]) c.tls.key_file = as_string(n, "tls.key");
   }
   if (auto admin = root["admin"]; admin && !admin.IsNull()) {
-    check_keys(admin, "admin", {"listen", "token", "token_file"});
+    check_keys(admin, "admin", {"listen", "token", "token_file", "metrics"});
     if (auto n = admin["listen"]) c.admin.listen = as_string(n, "admin.listen");
     if (auto v = secret(admin, "admin", "token")) c.admin.token = *v;
+    if (auto m = admin["metrics"]; m && !m.IsNull()) {
+      check_keys(m, "admin.metrics", {"per_tenant"});
+      if (auto n = m["per_tenant"]) c.admin.metrics_per_tenant = as_bool(n, "admin.metrics.per_tenant");
+    }
   }
   if (auto up = root["upstream"]; up && !up.IsNull()) {
     check_keys(up, "upstream", {"url", "agent_url", "api_key", "api_key_file", "connect_timeout", "ca_file", "verify_tls",
