@@ -201,3 +201,21 @@ TEST(Config, AdminMetricsPerTenant) {
     EXPECT_EQ(e.line(), 3);
   }
 }
+
+TEST(Config, PoolAndTenantNamesWithoutControlCharacters) {
+  // A newline in a name would break the dg-error header of a refusal.
+  try {
+    config::parse_config("pools:\n  - {name: \"a\\nb\", limit: 1}\n");
+    FAIL() << "no error";
+  } catch (const config::ConfigError& e) {
+    EXPECT_EQ(e.key(), "pools[0].name");
+  }
+  try {
+    config::parse_config("tenants:\n  - {name: \"t\\tx\"}\n");
+    FAIL() << "no error";
+  } catch (const config::ConfigError& e) {
+    EXPECT_EQ(e.key(), "tenants[0].name");
+  }
+  // Quotes and backslashes are fine (escaped in /metrics).
+  EXPECT_NO_THROW(config::parse_config("pools:\n  - {name: 'we\"ird\\pool', limit: 1}\n"));
+}
