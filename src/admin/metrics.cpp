@@ -246,7 +246,7 @@ std::string render_metrics(const registry::Registry& registry, const admission::
     return it == traffic.end() ? none : it->second;
   };
   out.family("sluice_stream_duration_seconds", "histogram",
-             "Seconds each ended stream was open (from the upstream's 101 to the upstream leg's end).");
+             "Seconds each ended stream was open (from its opening to the end of its upstream leg).");
   const auto empty_duration = util::Histogram(util::kStreamDurationBuckets).snapshot();
   for (const auto& pool : traffic_pools) {
     const auto& d = of(pool).duration;
