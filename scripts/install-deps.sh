@@ -27,6 +27,9 @@ packages=(
   # the admin dashboard's browser test (tests/e2e/dashboard.test.mjs, driven
   # by playwright-core from npm)
   chromium
+  # promtool, for the tests of /metrics and of the alert rules and dashboard
+  # under deploy/ (tests/deploy/check.sh)
+  prometheus
 )
 
 missing=()
@@ -51,7 +54,8 @@ else
   echo "install-deps: installing ${missing[*]}"
   apt-get install -y -qq "${missing[@]}" >/dev/null
   # nginx's and HAProxy's own services are not used: the bench starts its own.
-  for svc in nginx haproxy; do
+  # Nor is Prometheus's: only its promtool is.
+  for svc in nginx haproxy prometheus; do
     if [[ " ${missing[*]} " == *" $svc "* ]]; then
       systemctl disable --now "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
     fi

@@ -143,13 +143,13 @@ class Handler {
     if (path == "/healthz") return text(req, http::status::ok, "ok\n");
     if (path == "/metrics") {
       auto history = queries_.stats();
+      MetricsOptions options;
+      options.per_tenant = deps_.metrics_per_tenant && deps_.metrics_per_tenant->load(std::memory_order_relaxed);
+      options.events = deps_.event_counters.get();
+      options.queries = deps_.store_url.empty() ? nullptr : &history;
+      options.event_streams = hub_->clients();
       auto res = text(req, http::status::ok,
-                      render_metrics(*deps_.registry, *deps_.admission, deps_.recorder.get(),
-                                     deps_.store_url.empty() ? nullptr : &history));
-      res.body() += "# HELP sluice_admin_event_streams Dashboard event streams (GET /api/v1/stream) open.\n"
-                    "# TYPE sluice_admin_event_streams gauge\n"
-                    "sluice_admin_event_streams " + std::to_string(hub_->clients()) + "\n";
-      res.prepare_payload();
+                      render_metrics(*deps_.registry, *deps_.admission, deps_.recorder.get(), options));
       res.set(http::field::content_type, "text/plain; version=0.0.4");
       return res;
     }

@@ -32,6 +32,8 @@ class Recorder;
 
 namespace sluice::admin {
 
+class EventCounters;
+
 struct AdminDeps {
   std::shared_ptr<registry::Registry> registry;
   std::shared_ptr<admission::Controller> admission;
@@ -42,6 +44,10 @@ struct AdminDeps {
   std::string store_url;  // the history database, read-only; empty: history disabled
   // How long one history query may run (store.query_timeout); zero: no limit.
   std::chrono::steady_clock::duration query_timeout = std::chrono::seconds(30);
+  // /metrics: reaps counted from the event log, and whether series are
+  // labelled by tenant (admin.metrics.per_tenant, follows reloads).
+  std::shared_ptr<const EventCounters> event_counters;
+  std::shared_ptr<const std::atomic<bool>> metrics_per_tenant;
 };
 
 // Where history queries run, off the I/O threads: two threads, and a bound on

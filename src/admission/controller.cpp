@@ -29,6 +29,14 @@ struct Pool {
   long long admitted_total = 0;
   long long refused_total = 0;
   long long upstream_429_total = 0;
+  std::map<std::string, long long> refused_by_reason;
+  util::Histogram queue_wait{util::kQueueWaitBuckets};
+  util::Histogram upstream_handshake{util::kHandshakeBuckets};
+
+  void refused(Refusal r) {
+    ++refused_total;
+    ++refused_by_reason[std::string(refusal_name(r))];
+  }
 
   // The release delay in force: configured, or learned.
   SteadyClock::duration delay(SteadyClock::time_point now) const {
@@ -72,6 +80,7 @@ struct ControllerState : std::enable_shared_from_this<ControllerState> {
   bool closed = false;                                 // guarded by mutex
   int leases = 0;  // held in all pools, including removed ones; guarded by mutex
   int legs = 0;    // upstream legs connecting or open; guarded by mutex
+  long long no_pool_refused = 0;  // guarded by mutex
   std::minstd_rand rng{std::random_device{}()};  // retry jitter; guarded by mutex
   // The cooldown timer: used only on `timer_strand`; `armed_for` (guarded by
   // mutex) is when it should fire, unset when it need not.
@@ -137,6 +146,7 @@ struct ControllerState : std::enable_shared_from_this<ControllerState> {
       auto check = can_admit(p, w->tenant, cooling);
       if (check == Check::ok) {
         take(p, w->tenant);
+        p.queue_wait.observe(std::chrono::duration<double>(now - w->arrived).count());
         w->granted = true;
         w->granted_at = now;
         wake.push_back(w);
@@ -377,7 +387,7 @@ asio::awaitable<AdmitResult> Ticket::wait() {
                     : w->abandoned ? Refusal::abandoned
                     : w->quota_blocked ? Refusal::tenant_quota
                                        : Refusal::queue_timeout;
-        ++p.refused_total;
+        p.refused(r);
         result = describe(*state, p, w->tenant, r);
         result.blocked_by_quota = w->quota_blocked;
       } else {
@@ -423,6 +433,7 @@ void Controller::enqueue_locked(Ticket& t, const std::string& pool_name, const s
   std::lock_guard lock(state_->mutex);
   auto it = state_->pools.find(pool_name);
   if (it == state_->pools.end()) {
+    ++state_->no_pool_refused;
     t.decided_ = true;
     t.immediate_.refusal = Refusal::no_pool;
     t.immediate_.pool = pool_name;
@@ -430,6 +441,7 @@ void Controller::enqueue_locked(Ticket& t, const std::string& pool_name, const s
   }
   auto& p = *it->second;
   if (state_->closed) {
+    p.refused(Refusal::shutting_down);
     t.decided_ = true;
     t.immediate_ = describe(*state_, p, tenant, Refusal::shutting_down);
     return;
@@ -444,16 +456,17 @@ void Controller::enqueue_locked(Ticket& t, const std::string& pool_name, const s
   auto check = state_->can_admit(p, tenant, p.cooling(now));
   if (check == ControllerState::Check::ok && !others_first) {
     state_->take(p, tenant);
+    p.queue_wait.observe(0);
     t.decided_ = true;
     t.immediate_ = describe(*state_, p, tenant, Refusal::none);
     t.immediate_.lease = Lease(state_, it->second, tenant, now);
     return;
   }
   if (static_cast<int>(p.queue.size()) >= p.config.max_queue || p.config.queue_timeout <= config::Seconds(0)) {
-    ++p.refused_total;
+    const auto r = check == ControllerState::Check::quota ? Refusal::tenant_quota : Refusal::queue_full;
+    p.refused(r);
     t.decided_ = true;
-    t.immediate_ = describe(*state_, p, tenant,
-                            check == ControllerState::Check::quota ? Refusal::tenant_quota : Refusal::queue_full);
+    t.immediate_ = describe(*state_, p, tenant, r);
     t.immediate_.blocked_by_quota = check == ControllerState::Check::quota;
     return;
   }
@@ -523,7 +536,7 @@ Upstream429Decision Controller::on_upstream_429(const Lease& lease, int attempt)
     d.effective_limit = p.effective_limit;
     d.release_delay_seconds = seconds(p.delay(now));
     if (!d.retry) {
-      ++p.refused_total;
+      p.refused(Refusal::upstream_429);
       d.refusal = describe(*state_, p, lease.tenant_, Refusal::upstream_429);
     }
   }
@@ -540,7 +553,9 @@ void Controller::on_upstream_accepted(Lease& lease) {
     // The vendor counted at most limit-1 others: our upstream_open streams
     // and at most limit-1-upstream_open released ones.
     const int k = p.config.limit - p.upstream_open;
-    if (k >= 1) p.releases.on_acceptance(SteadyClock::now(), k);
+    const auto now = SteadyClock::now();
+    p.upstream_handshake.observe(std::chrono::duration<double>(now - lease.granted_at_).count());
+    if (k >= 1) p.releases.on_acceptance(now, k);
     ++p.upstream_open;
     lease.upstream_open_ = true;
     // The vendor accepts again: a lowered limit is restored at once (a
@@ -644,6 +659,9 @@ PoolStatus to_status(const Pool& p) {
   s.admitted_total = p.admitted_total;
   s.refused_total = p.refused_total;
   s.upstream_429_total = p.upstream_429_total;
+  s.refused_by_reason = p.refused_by_reason;
+  s.queue_wait = p.queue_wait.snapshot();
+  s.upstream_handshake = p.upstream_handshake.snapshot();
   return s;
 }
 }  // namespace
@@ -693,6 +711,11 @@ std::pair<int, int> Controller::leases_and_legs() const {
 int Controller::leases_in_use() const {
   std::lock_guard lock(state_->mutex);
   return state_->leases;
+}
+
+long long Controller::no_pool_refused() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->no_pool_refused;
 }
 
 std::optional<config::PoolConfig> Controller::pool_config(const std::string& pool) const {

@@ -26,6 +26,7 @@
 
 #include "admission/release_delay.hpp"
 #include "config/config.hpp"
+#include "util/histogram.hpp"
 
 namespace sluice::admission {
 
@@ -161,6 +162,12 @@ struct PoolStatus {
   bool release_delay_configured = false;
   std::optional<double> release_delay_lower_seconds;  // learned bounds, when known
   std::optional<double> release_delay_upper_seconds;
+  // For /metrics: refusals by reason (refusal_name), and the seconds from
+  // arrival to admission (every admitted stream, 0 when at once) and from
+  // admission to the upstream's 101 (retries after upstream 429s included).
+  std::map<std::string, long long> refused_by_reason;
+  util::HistogramSnapshot queue_wait;
+  util::HistogramSnapshot upstream_handshake;
 };
 
 class Controller {
@@ -202,6 +209,8 @@ class Controller {
   // Leases held and upstream legs counted, read together.
   std::pair<int, int> leases_and_legs() const;
   std::optional<config::PoolConfig> pool_config(const std::string& pool) const;
+  // Requests for which no pool matched (refusal no_pool).
+  long long no_pool_refused() const;
 
  private:
   void enqueue_locked(Ticket& t, const std::string& pool, const std::string& tenant,

@@ -288,9 +288,13 @@ Config Parser::read(const YAML::Node& root) {
     if (auto n = tls["key"]) c.tls.key_file = as_string(n, "tls.key");
   }
   if (auto admin = root["admin"]; admin && !admin.IsNull()) {
-    check_keys(admin, "admin", {"listen", "token", "token_file"});
+    check_keys(admin, "admin", {"listen", "token", "token_file", "metrics"});
     if (auto n = admin["listen"]) c.admin.listen = as_string(n, "admin.listen");
     if (auto v = secret(admin, "admin", "token")) c.admin.token = *v;
+    if (auto m = admin["metrics"]; m && !m.IsNull()) {
+      check_keys(m, "admin.metrics", {"per_tenant"});
+      if (auto n = m["per_tenant"]) c.admin.metrics_per_tenant = as_bool(n, "admin.metrics.per_tenant");
+    }
   }
   if (auto up = root["upstream"]; up && !up.IsNull()) {
     check_keys(up, "upstream", {"url", "agent_url", "api_key", "api_key_file", "connect_timeout", "ca_file", "verify_tls",
@@ -556,11 +560,18 @@ void validate(const Config& c) {
     throw ConfigError("log.level", "expected one of trace, debug, info, warn, error; got '" + c.log.level + "'");
   if (c.log.format != "text" && c.log.format != "json")
     throw ConfigError("log.format", "expected text or json; got '" + c.log.format + "'");
+  // Names reach log lines, /metrics labels and the dg-error header of a
+  // refusal, where a control character (a newline) has no place.
+  auto check_name = [](const std::string& key, const std::string& name) {
+    for (unsigned char ch : name)
+      if (ch < 0x20 || ch == 0x7f) throw ConfigError(key, "must not contain control characters (such as a newline)");
+  };
   std::set<std::string> pool_names;
   for (std::size_t i = 0; i < c.pools.size(); ++i) {
     const auto& p = c.pools[i];
     auto prefix = "pools[" + std::to_string(i) + "]";
     if (p.name.empty()) throw ConfigError(prefix + ".name", "must not be empty");
+    check_name(prefix + ".name", p.name);
     if (!pool_names.insert(p.name).second) throw ConfigError(prefix + ".name", "duplicate pool '" + p.name + "'");
     if (p.limit < 1) throw ConfigError(prefix + ".limit", "must be at least 1");
     if (p.queue_timeout < Seconds(0)) throw ConfigError(prefix + ".queue_timeout", "must not be negative");
@@ -580,6 +591,7 @@ void validate(const Config& c) {
     const auto& t = c.tenants[i];
     auto prefix = "tenants[" + std::to_string(i) + "]";
     if (t.name.empty()) throw ConfigError(prefix + ".name", "must not be empty");
+    check_name(prefix + ".name", t.name);
     if (!names.insert(t.name).second) throw ConfigError(prefix + ".name", "duplicate tenant '" + t.name + "'");
     for (const auto& h : t.key_hashes)
       if (!hashes.insert(h).second)

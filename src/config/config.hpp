@@ -57,6 +57,7 @@ struct TlsConfig {
 struct AdminConfig {
   std::string listen = "127.0.0.1:9090";
   std::string token;  // bearer token for /api/v1 (SLUICE_ADMIN_TOKEN)
+  bool metrics_per_tenant = false;  // admin.metrics.per_tenant: /metrics series labelled by tenant
 };
 
 // What to do when the upstream answers 429 although the pool had room.

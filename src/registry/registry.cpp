@@ -103,7 +103,61 @@ Registration Registry::add(SessionInfo info) {
 
 void Registry::remove(SessionId id) {
   std::lock_guard lock(mutex_);
-  sessions_.erase(id);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  // Its relay is done (both legs are gone): its counters are final. They move
+  // to the pool's ended totals under the lock traffic() reads under.
+  const auto& e = *it->second;
+  const auto& c = e.counters();
+  if (e.info().pool.empty()) {  // no pool matched: refused, nothing relayed
+    sessions_.erase(it);
+    return;
+  }
+  auto& slot = ended_[e.info().pool];
+  if (!slot) slot = std::make_unique<Ended>();
+  slot->client_bytes += c.client_bytes.load(std::memory_order_relaxed);
+  slot->upstream_bytes += c.upstream_bytes.load(std::memory_order_relaxed);
+  slot->audio_seconds += e.audio_seconds();
+  if (auto opened = c.upstream_open_ns.load(std::memory_order_relaxed)) {
+    auto closed = c.closed_ns.load(std::memory_order_relaxed);
+    if (!closed) closed = mono_ns();
+    slot->duration.observe(static_cast<double>(std::max<std::int64_t>(0, closed - opened)) / 1e9);
+    ++slot->streams;
+  }
+  sessions_.erase(it);
+}
+
+std::map<std::string, PoolTraffic> Registry::traffic() const {
+  std::map<std::string, PoolTraffic> out;
+  auto now = mono_ns();
+  const auto idle_after = static_cast<double>(idle_after_ns_.load(std::memory_order_relaxed));
+  std::lock_guard lock(mutex_);
+  for (const auto& [pool, ended] : ended_) {
+    auto& t = out[pool];
+    t.client_bytes = ended->client_bytes;
+    t.upstream_bytes = ended->upstream_bytes;
+    t.audio_seconds = ended->audio_seconds;
+    t.streams_ended = ended->streams;
+    t.duration = ended->duration.snapshot();
+  }
+  for (const auto& [id, e] : sessions_) {
+    if (e->info().pool.empty()) continue;
+    auto& t = out[e->info().pool];
+    if (t.duration.counts.empty()) t.duration = util::Histogram(util::kStreamDurationBuckets).snapshot();
+    const auto& c = e->counters();
+    t.client_bytes += c.client_bytes.load(std::memory_order_relaxed);
+    t.upstream_bytes += c.upstream_bytes.load(std::memory_order_relaxed);
+    t.audio_seconds += e->audio_seconds();
+    auto s = e->state();
+    if (s != SessionState::open && s != SessionState::closing) continue;
+    ++t.open;
+    if (s == SessionState::open && idle_seconds(*e, now) * 1e9 >= idle_after) {
+      ++t.idle;
+      if (c.last_keep_alive_ns.load(std::memory_order_relaxed) > c.last_audio_ns.load(std::memory_order_relaxed))
+        ++t.keep_alive_only;
+    }
+  }
+  return out;
 }
 
 std::shared_ptr<SessionEntry> Registry::find(SessionId id) const {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "protocol/endpoint.hpp"
+#include "util/histogram.hpp"
 
 namespace sluice::registry {
 
@@ -185,6 +186,19 @@ struct SessionFilter {
   std::optional<double> idle_for;         // seconds without client audio, at least
 };
 
+// A pool's traffic for /metrics: what its ended streams relayed plus what its
+// live ones have relayed so far, and its live streams' states.
+struct PoolTraffic {
+  std::uint64_t client_bytes = 0;    // received from clients (relayed upstream)
+  std::uint64_t upstream_bytes = 0;  // received from the upstream (relayed to clients)
+  double audio_seconds = 0;
+  std::uint64_t streams_ended = 0;   // streams that opened and have ended
+  int open = 0;                      // open (relaying, or closing)
+  int idle = 0;                      // open, no client audio for idle_after
+  int keep_alive_only = 0;           // idle and kept open by KeepAlive messages
+  util::HistogramSnapshot duration;  // ended streams: seconds from open to the upstream leg's end
+};
+
 class Registry {
  public:
   explicit Registry(std::chrono::duration<double> idle_after = std::chrono::seconds(10))
@@ -208,6 +222,11 @@ class Registry {
 
   void set_idle_after(std::chrono::duration<double> d) { idle_after_ns_.store(to_ns(d)); }
 
+  // Per pool, read under the registry's lock: a stream's counts move from
+  // the live sum to the ended totals as it leaves (under the same lock), so
+  // the byte and audio counters never go back between two reads.
+  std::map<std::string, PoolTraffic> traffic() const;
+
  private:
   friend class Registration;
   void remove(SessionId id);
@@ -219,6 +238,13 @@ class Registry {
   std::atomic<SessionId> next_id_{1};
   mutable std::mutex mutex_;
   std::map<SessionId, std::shared_ptr<SessionEntry>> sessions_;  // guarded by mutex_
+  // What ended streams relayed, per pool (guarded by mutex_).
+  struct Ended {
+    std::uint64_t client_bytes = 0, upstream_bytes = 0, streams = 0;
+    double audio_seconds = 0;
+    util::Histogram duration{util::kStreamDurationBuckets};
+  };
+  std::map<std::string, std::unique_ptr<Ended>> ended_;  // guarded by mutex_
 };
 
 }  // namespace sluice::registry

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "admin/admin_server.hpp"
+#include "admin/metrics.hpp"
 #include "admission/controller.hpp"
 #include "events/event_log.hpp"
 #include "history/recorder.hpp"
@@ -70,6 +71,9 @@ Gateway::Gateway(boost::asio::io_context& ioc, config::Config raw) : ioc_(ioc) {
       std::make_shared<admission::Controller>(config.pools, config.tenants, config.upstream.retry_429,
                                               ioc.get_executor());
   services_->events = std::make_shared<events::EventLog>();
+  event_counters_ = std::make_shared<admin::EventCounters>();
+  services_->events->subscribe([counters = event_counters_](const events::Event& e) { counters->observe(e); });
+  metrics_per_tenant_->store(config.admin.metrics_per_tenant);
   if (config.store.enabled) {
     auto listen_ep = net::parse_endpoint(config.listen);
     history::RecorderOptions ro;
@@ -109,7 +113,8 @@ Gateway::Gateway(boost::asio::io_context& ioc, config::Config raw) : ioc_(ioc) {
   admin_ = std::make_unique<admin::AdminServer>(
       ioc_, admin_listen, admin::AdminDeps{services_->registry, services_->admission, services_->events,
                                            services_->recorder, std::move(admin_token), ready_,
-                                           std::move(store_url), query_timeout});
+                                           std::move(store_url), query_timeout, event_counters_,
+                                           metrics_per_tenant_});
 }
 
 Gateway::~Gateway() {
@@ -136,6 +141,7 @@ void Gateway::reload(config::Config raw) {
   auto policy = std::make_shared<const session::SessionPolicy>(config);
   services_->admission->reconfigure(config.pools, config.tenants, config.upstream.retry_429);
   services_->registry->set_idle_after(config.relay.idle_after);
+  metrics_per_tenant_->store(config.admin.metrics_per_tenant);
   services_->policy.store(policy);
   boost::json::object ev;
   ev["pools"] = static_cast<std::uint64_t>(config.pools.size());

@@ -18,6 +18,7 @@ class Listener;
 }
 namespace sluice::admin {
 class AdminServer;
+class EventCounters;
 }
 namespace sluice::session {
 struct SessionServices;
@@ -70,6 +71,8 @@ class Gateway {
   std::shared_ptr<session::SessionServices> services_;
   std::unique_ptr<net::Listener> listener_;
   std::unique_ptr<admin::AdminServer> admin_;
+  std::shared_ptr<admin::EventCounters> event_counters_;  // reaps by reason, for /metrics
+  std::shared_ptr<std::atomic<bool>> metrics_per_tenant_ = std::make_shared<std::atomic<bool>>(false);
   std::atomic<bool> ready_{false};
 };
 
