@@ -171,8 +171,13 @@ class Exposition {
 
 // Reasons shown from the start (0 until one happens), so rate() and alerts see
 // a series before the first occurrence.
-constexpr std::string_view kRefusalReasons[] = {"queue_full",    "queue_timeout", "tenant_quota",
-                                                "shutting_down", "abandoned",     "upstream_429"};
+constexpr std::string_view kRefusalReasons[] = {"queue_full",     "queue_timeout",    "tenant_quota",
+                                                "shutting_down",  "abandoned",        "upstream_429",
+                                                "upstream_error", "upstream_timeout", "upstream_unreachable"};
+// Before a pool is chosen (pool ""): the request, its path, its credentials.
+constexpr std::string_view kUnpooledRefusalReasons[] = {"no_pool",          "handshake_timeout", "bad_request",
+                                                        "method_not_allowed", "not_found",       "upgrade_required",
+                                                        "unauthorized"};
 constexpr std::string_view kReapReasons[] = {"idle", "max_duration", "half_open"};
 
 }  // namespace
@@ -207,7 +212,8 @@ std::string render_metrics(const registry::Registry& registry, const admission::
            [](const PoolStatus& p) { return p.release_delay_seconds; });
 
   out.family("sluice_refusals_total", "counter",
-             "Handshakes the gateway did not admit, by pool and reason (no_pool: no pool matched, pool \"\").");
+             "Handshakes the gateway did not admit or could not open, by pool and reason (pool \"\": refused before a pool "
+             "was chosen).");
   for (const auto& p : pools) {
     std::set<std::string> reasons(std::begin(kRefusalReasons), std::end(kRefusalReasons));
     for (const auto& [r, n] : p.refused_by_reason) reasons.insert(r);
@@ -216,7 +222,11 @@ std::string render_metrics(const registry::Registry& registry, const admission::
       out.sample("sluice_refusals_total", {{"pool", p.name}, {"reason", r}}, it == p.refused_by_reason.end() ? 0 : it->second);
     }
   }
-  out.sample("sluice_refusals_total", {{"pool", ""}, {"reason", "no_pool"}}, admission.no_pool_refused());
+  {
+    auto unpooled = admission.unpooled_refusals();
+    for (auto r : kUnpooledRefusalReasons) unpooled.try_emplace(std::string(r), 0);
+    for (const auto& [r, n] : unpooled) out.sample("sluice_refusals_total", {{"pool", ""}, {"reason", r}}, n);
+  }
 
   out.family("sluice_reaps_total", "counter",
              "Open streams the gateway ended for hygiene, by pool and reason (idle, max_duration, half_open).");

@@ -33,9 +33,10 @@ struct Pool {
   util::Histogram queue_wait{util::kQueueWaitBuckets};
   util::Histogram upstream_handshake{util::kHandshakeBuckets};
 
-  void refused(Refusal r) {
+  void refused(Refusal r) { refused(refusal_name(r)); }
+  void refused(std::string_view reason) {
     ++refused_total;
-    ++refused_by_reason[std::string(refusal_name(r))];
+    ++refused_by_reason[std::string(reason)];
   }
 
   // The release delay in force: configured, or learned.
@@ -81,6 +82,7 @@ struct ControllerState : std::enable_shared_from_this<ControllerState> {
   int leases = 0;  // held in all pools, including removed ones; guarded by mutex
   int legs = 0;    // upstream legs connecting or open; guarded by mutex
   long long no_pool_refused = 0;  // guarded by mutex
+  std::map<std::string, long long, std::less<>> unpooled_refused;  // by reason, guarded by mutex
   std::minstd_rand rng{std::random_device{}()};  // retry jitter; guarded by mutex
   // The cooldown timer: used only on `timer_strand`; `armed_for` (guarded by
   // mutex) is when it should fire, unset when it need not.
@@ -716,6 +718,25 @@ int Controller::leases_in_use() const {
 long long Controller::no_pool_refused() const {
   std::lock_guard lock(state_->mutex);
   return state_->no_pool_refused;
+}
+
+void Controller::count_refusal(const std::string& pool, std::string_view reason) {
+  std::lock_guard lock(state_->mutex);
+  auto it = pool.empty() ? state_->pools.end() : state_->pools.find(pool);
+  if (it != state_->pools.end()) {
+    it->second->refused(reason);
+    return;
+  }
+  auto r = state_->unpooled_refused.find(reason);
+  if (r == state_->unpooled_refused.end()) r = state_->unpooled_refused.emplace(std::string(reason), 0).first;
+  ++r->second;
+}
+
+std::map<std::string, long long> Controller::unpooled_refusals() const {
+  std::lock_guard lock(state_->mutex);
+  std::map<std::string, long long> out(state_->unpooled_refused.begin(), state_->unpooled_refused.end());
+  out["no_pool"] += state_->no_pool_refused;
+  return out;
 }
 
 std::optional<config::PoolConfig> Controller::pool_config(const std::string& pool) const {

@@ -22,6 +22,7 @@
 #include <utility>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "admission/release_delay.hpp"
@@ -211,6 +212,13 @@ class Controller {
   std::optional<config::PoolConfig> pool_config(const std::string& pool) const;
   // Requests for which no pool matched (refusal no_pool).
   long long no_pool_refused() const;
+  // A handshake refused outside admission's own decisions, counted by reason
+  // for /metrics: before a pool was chosen (`pool` empty: a malformed or
+  // unknown request, no credentials) or after admission (the vendor failed
+  // the handshake). Refusals are rare; this takes the controller's lock.
+  void count_refusal(const std::string& pool, std::string_view reason);
+  // Refusals before a pool was chosen, by reason, no_pool included.
+  std::map<std::string, long long> unpooled_refusals() const;
 
  private:
   void enqueue_locked(Ticket& t, const std::string& pool, const std::string& tenant,

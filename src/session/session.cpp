@@ -221,12 +221,16 @@ struct Refused {
   std::optional<history::Ending> ending;
   std::string log;
   spdlog::level::level_enum level = spdlog::level::info;
+  // Why, for sluice_refusals_total; empty when admission counted it already
+  // or when nothing was refused (the client left).
+  std::string_view reason;
 };
 
-Refused refused(HttpRefusal answer, std::string log = {}) {
+Refused refused(HttpRefusal answer, std::string log = {}, std::string_view reason = {}) {
   Refused r;
   r.answer = std::move(answer);
   r.log = std::move(log);
+  r.reason = reason;
   return r;
 }
 
@@ -268,7 +272,9 @@ void record_refusal(const Refused& r, StreamState* state) {
 }
 
 template <class ClientStream>
-asio::awaitable<void> refuse(ClientStream& stream, Refused r, StreamState* state, const config::Config& cfg) {
+asio::awaitable<void> refuse(ClientStream& stream, Refused r, StreamState* state, const config::Config& cfg,
+                             admission::Controller& admission) {
+  if (!r.reason.empty()) admission.count_refusal(state ? state->entry().info().pool : std::string(), r.reason);
   record_refusal(r, state);
   if (!r.answer) co_return;
   beast::get_lowest_layer(stream).expires_after(handshake_deadline(cfg));
@@ -292,9 +298,11 @@ asio::awaitable<Result<http::request<http::empty_body>>> read_request(ClientStre
     r.level = spdlog::level::debug;
     if (ec == beast::error::timeout) {
       r.log = fmt::format("client {}: no complete upgrade request within the deadline", peer);
+      r.reason = "handshake_timeout";
     } else if (!expected_ending(ec)) {
       r.answer = sluice_error(400, "Bad Request", "sluice: malformed HTTP request");
       r.log = fmt::format("client {}: malformed HTTP request: {}", peer, ec.message());
+      r.reason = "bad_request";
     }
     co_return r;
   }
@@ -310,7 +318,13 @@ Result<Route> route(const http::request<http::empty_body>& req, const std::strin
   if (r.route) return std::move(*r.route);
   std::string log;
   if (r.logged) log = fmt::format("client {}: refused {} ({}): {}", peer, r.path, r.refusal->status, r.refusal->dg_error);
-  return refused(std::move(*r.refusal), std::move(log));
+  auto status = r.refusal->status;
+  auto out = refused(std::move(*r.refusal), std::move(log));
+  out.reason = status == 404   ? "not_found"
+               : status == 405 ? "method_not_allowed"
+               : status == 426 ? "upgrade_required"
+                               : "bad_request";
+  return out;
 }
 
 // Who the client is and what the vendor is shown.
@@ -333,7 +347,8 @@ Result<Identity> authenticate(const http::request<http::empty_body>& req, const 
                                 "sluice: no API key; send Authorization: Token <key> or "
                                 "Sec-WebSocket-Protocol: token, <key>"),
                    fmt::format("client {}: refused {} without a key (401)", peer,
-                               route.target.substr(0, route.target.find('?'))));
+                               route.target.substr(0, route.target.find('?'))),
+                   "unauthorized");
   Identity id;
   id.via_subprotocol = credential->via_subprotocol;
   id.subprotocol = credential->subprotocol;
@@ -347,7 +362,8 @@ Result<Identity> authenticate(const http::request<http::empty_body>& req, const 
   if (!t)
     return refused(sluice_error(401, "INVALID_AUTH", "Invalid credentials."),
                    fmt::format("client {}: refused an unknown key (fingerprint {}) (401)", peer,
-                               protocol::fingerprint(credential->secret)));
+                               protocol::fingerprint(credential->secret)),
+                   "unauthorized");
   id.tenant = std::move(*t);
   id.upstream_auth = "Token " + policy.upstream_key;
   return id;
@@ -500,17 +516,20 @@ asio::awaitable<Result<upstream::ConnectResult>> connect_upstream(SessionService
                         protocol::endpoint_path(route.endpoint), a.status, a.request_id.empty() ? "-" : a.request_id,
                         a.dg_error);
     r.ending = ending(history::Outcome::upstream_refused, fmt::format("upstream answered {}", a.status), "upstream");
+    r.reason = "upstream_error";
     r.answer = std::move(a);
   } else if (conn.timed_out) {
     r.answer = sluice_error(504, "UPSTREAM_TIMEOUT", "sluice: the upstream did not complete the handshake in time");
     r.log = fmt::format("[S{}] upstream handshake timed out", id);
     r.level = spdlog::level::warn;
     r.ending = ending(history::Outcome::upstream_refused, "upstream handshake timed out", "upstream");
+    r.reason = "upstream_timeout";
   } else {
     r.answer = sluice_error(502, "UPSTREAM_UNAVAILABLE", "sluice: cannot reach the upstream: " + conn.error.message());
     r.log = fmt::format("[S{}] upstream unreachable: {}", id, conn.error.message());
     r.level = spdlog::level::warn;
     r.ending = ending(history::Outcome::upstream_refused, "upstream unreachable: " + conn.error.message(), "upstream");
+    r.reason = "upstream_unreachable";
   }
   co_return r;
 }
@@ -563,29 +582,29 @@ asio::awaitable<std::unique_ptr<OpenSession<BareStream<ClientStream>>>> serve(Cl
   beast::flat_buffer buffer;
   auto req = co_await read_request(stream, buffer, cfg, peer);
   if (!req) {
-    co_await refuse(stream, std::move(req.refusal()), nullptr, cfg);
+    co_await refuse(stream, std::move(req.refusal()), nullptr, cfg, *services.admission);
     co_return nullptr;
   }
   auto route = sluice::session::route(*req, peer);
   if (!route) {
-    co_await refuse(stream, std::move(route.refusal()), nullptr, cfg);
+    co_await refuse(stream, std::move(route.refusal()), nullptr, cfg, *services.admission);
     co_return nullptr;
   }
   auto identity = authenticate(*req, *policy, peer, *route);
   if (!identity) {
-    co_await refuse(stream, std::move(identity.refusal()), nullptr, cfg);
+    co_await refuse(stream, std::move(identity.refusal()), nullptr, cfg, *services.admission);
     co_return nullptr;
   }
   auto state = register_stream(services, *policy, *route, *identity, *req, peer);
   if (auto no = co_await admit_stream(stream, services, *state, *route)) {
-    co_await refuse(stream, std::move(*no), state.get(), cfg);
+    co_await refuse(stream, std::move(*no), state.get(), cfg, *services.admission);
     co_return nullptr;
   }
   auto pool_cfg = services.admission->pool_config(state->entry().info().pool).value_or(config::PoolConfig{});
   auto conn = co_await connect_upstream(services, *policy, *state, *route, *identity, *req,
                                         beast::get_lowest_layer(stream).get_executor());
   if (!conn) {
-    co_await refuse(stream, std::move(conn.refusal()), state.get(), cfg);
+    co_await refuse(stream, std::move(conn.refusal()), state.get(), cfg, *services.admission);
     co_return nullptr;
   }
   state->entry().set_request_id(conn->request_id);

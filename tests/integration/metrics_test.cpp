@@ -169,3 +169,53 @@ TEST(Metrics, TenantSeriesOnlyWhenSwitchedOn) {
   a.send_text(R"({"type":"CloseStream"})");
   EXPECT_EQ(a.read_until_close(), 1000);
 }
+
+// Refusals outside admission: before a pool is chosen (pool "") by what was
+// wrong with the request, and after admission by how the vendor failed.
+TEST(Metrics, RefusalsBeforeAPoolAndUpstreamFailuresByReason) {
+  Stack s({}, with_tenant("acme", kKey, via_test_upstream()));
+  auto unpooled = [&](const std::string& reason) {
+    return scrape(s.admin_port()).value("sluice_refusals_total", {{"pool", ""}, {"reason", reason}});
+  };
+  for (const char* r : {"unauthorized", "not_found", "upgrade_required", "bad_request", "no_pool"})
+    EXPECT_EQ(unpooled(r), 0) << r << ": listed at 0 before it happens";
+
+  Client no_key;
+  EXPECT_FALSE(no_key.open(s.port(), kListen, ""));
+  EXPECT_EQ(no_key.response.result_int(), 401);
+  Client wrong_key;
+  EXPECT_FALSE(wrong_key.open(s.port(), kListen, "Token not-a-key"));
+  EXPECT_EQ(wrong_key.response.result_int(), 401);
+  EXPECT_EQ(unpooled("unauthorized"), 2);
+
+  Client unknown_path;
+  EXPECT_FALSE(unknown_path.open(s.port(), "/v9/nothing", "Token " + kKey));
+  EXPECT_EQ(unknown_path.response.result_int(), 404);
+  EXPECT_EQ(unpooled("not_found"), 1);
+
+  // A plain GET (no upgrade) on the gateway's port.
+  auto plain = admin_call(s.port(), http::verb::get, kListen, "");
+  EXPECT_EQ(plain.result_int(), 426);
+  EXPECT_EQ(unpooled("upgrade_required"), 1);
+
+  // The vendor refuses the admitted stream: counted in its pool.
+  Client refused;
+  EXPECT_FALSE(refused.open(s.port(), kListen + "&refuse=503", "Token " + kKey));
+  EXPECT_EQ(refused.response.result_int(), 503);
+  auto m = scrape(s.admin_port());
+  EXPECT_EQ(m.value("sluice_refusals_total", {{"pool", "streaming"}, {"reason", "upstream_error"}}), 1);
+  EXPECT_EQ(m.value("sluice_refusals_total", {{"pool", "streaming"}, {"reason", "upstream_unreachable"}}), 0);
+  EXPECT_EQ(m.value("sluice_pool_refused_total", {{"pool", "streaming"}}), 1);
+  EXPECT_EQ(unpooled("unauthorized"), 2) << "nothing counted twice";
+}
+
+TEST(Metrics, AnUnreachableUpstreamIsCountedInItsPool) {
+  Stack s({}, with_tenant("acme", kKey, [](config::Config& c, Stack&) { c.upstream.url = "ws://127.0.0.1:1"; }));
+  Client a;
+  EXPECT_FALSE(a.open(s.port(), kListen, "Token " + kKey));
+  EXPECT_EQ(a.response.result_int(), 502);
+  EXPECT_TRUE(eventually([&] {
+    return scrape(s.admin_port()).value("sluice_refusals_total",
+                                        {{"pool", "streaming"}, {"reason", "upstream_unreachable"}}) == 1;
+  }));
+}
