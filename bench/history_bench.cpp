@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "history/queries.hpp"
+#include "history/rollup.hpp"
 #include "history/store.hpp"
 
 namespace fs = std::filesystem;
@@ -334,6 +335,23 @@ Timing timed(const std::string& name, int repeat, F&& f) {
   return {name, t.front(), t[t.size() / 2], answer};
 }
 
+bool same(const std::vector<PoolConcurrency>& a, const std::vector<PoolConcurrency>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const auto &x = a[i], &y = b[i];
+    if (x.pool != y.pool || x.peak != y.peak || x.peak_at != y.peak_at || x.peak_until != y.peak_until ||
+        x.best != y.best || x.peak_sessions != y.peak_sessions || x.windows.size() != y.windows.size())
+      return false;
+    for (std::size_t k = 0; k < x.windows.size(); ++k) {
+      const auto &v = x.windows[k], &w = y.windows[k];
+      if (v.start != w.start || v.end != w.end || v.max_open != w.max_open || v.min_open != w.min_open ||
+          v.peak_at != w.peak_at)
+        return false;
+    }
+  }
+  return true;
+}
+
 std::vector<Timing> run_queries(Store& store, const Options& o, Micros end, Micros now, const std::string& pool) {
   std::vector<Timing> out;
   const Micros span = end - kWeekStart;
@@ -365,23 +383,41 @@ std::vector<Timing> run_queries(Store& store, const Options& o, Micros end, Micr
     for (auto& p : c.finish()) total += p.peak;
     return fmt::format("{} open", total);
   }));
+  // The rollup's answers, then the sweep's over every span (what the queries
+  // did before the rollup), and whether they agree.
+  std::vector<PoolConcurrency> peaks_fast, peaks_sweep, series_fast, series_sweep;
+  auto peaks_text = [](const std::vector<PoolConcurrency>& res) {
+    std::string peaks;
+    for (auto& p : res) peaks += fmt::format("{}{}={}", peaks.empty() ? "" : ", ", p.pool, p.peak);
+    return peaks;
+  };
   out.push_back(timed("peaks over the whole range, 10-minute windows", r_long, [&] {
-    ConcurrencySweep c(kWeekStart, end, 0, 10 * kMin);
+    peaks_fast = concurrency(store, kWeekStart, end, 0, 10 * kMin, std::nullopt, std::nullopt, now);
+    return fmt::format("peaks {}", peaks_text(peaks_fast));
+  }));
+  out.push_back(timed("the same by the sweep over every span", r_long, [&] {
     std::int64_t n = 0;
+    ConcurrencySweep c(kWeekStart, end, 0, 10 * kMin);
     store.spans({.from = kWeekStart, .to = end}, now, [&](Span&& s) {
       ++n;
       c.add(s);
     });
-    auto res = c.finish();
-    std::string peaks;
-    for (auto& p : res) peaks += fmt::format("{}{}={}", peaks.empty() ? "" : ", ", p.pool, p.peak);
-    return fmt::format("{} spans; peaks {}", n, peaks);
+    peaks_sweep = c.finish();
+    return fmt::format("{} spans; peaks {}; {}", n, peaks_text(peaks_sweep),
+                       same(peaks_fast, peaks_sweep) ? "equal" : "DIFFERENT");
   }));
   out.push_back(timed("series over a day, 1-minute steps", r, [&] {
+    series_fast = concurrency(store, mid, mid + kDay, mid, kMin, std::nullopt, std::nullopt, now);
+    return fmt::format("{} pools x {} steps", series_fast.size(),
+                       series_fast.empty() ? 0 : series_fast[0].windows.size());
+  }));
+  out.push_back(timed("the same by the sweep over every span", r, [&] {
     ConcurrencySweep c(mid, mid + kDay, mid, kMin);
     store.spans({.from = mid, .to = mid + kDay}, now, [&](Span&& s) { c.add(s); });
-    auto res = c.finish();
-    return fmt::format("{} pools x {} steps", res.size(), res.empty() ? 0 : res[0].windows.size());
+    series_sweep = c.finish();
+    return fmt::format("{} pools x {} steps; {}", series_sweep.size(),
+                       series_sweep.empty() ? 0 : series_sweep[0].windows.size(),
+                       same(series_fast, series_sweep) ? "equal" : "DIFFERENT");
   }));
   out.push_back(timed("usage over the whole range (per day, tenant, pool)", r_long, [&] {
     UsageSweep u(kWeekStart, end, [](std::int64_t) -> std::int64_t { return 0; });
@@ -404,7 +440,8 @@ std::vector<Timing> run_queries(Store& store, const Options& o, Micros end, Micr
 
 struct Report {
   std::string backend, where;
-  double write_seconds = 0, recover_seconds = 0, retention_seconds = 0;
+  double write_seconds = 0, recover_seconds = 0, retention_seconds = 0, rollup_seconds = 0, rollup_restart_seconds = 0;
+  std::int64_t rollup_restart_minutes = 0;
   std::int64_t batches = 0, session_writes = 0, sample_rows = 0, events = 0, sessions = 0, recovered = 0;
   RetentionResult retention;
   Size size, size_after;
@@ -432,6 +469,13 @@ Report run_backend(const Options& o, const std::string& backend, const std::stri
     rep.events += static_cast<std::int64_t>(b.events.size());
     store.write(b);
     ++rep.batches;
+    // As the recorder's writer does: minutes that are over into the rollup.
+    if ((t + step) / kMin != t / kMin) {
+      auto r0 = std::chrono::steady_clock::now();
+      while (store.update_rollup(t + step) > 0) {
+      }
+      rep.rollup_seconds += seconds_since(r0);
+    }
     if (seconds_since(last_report) >= 10) {
       last_report = std::chrono::steady_clock::now();
       double done = static_cast<double>(t - kWeekStart) / static_cast<double>(end - kWeekStart);
@@ -446,7 +490,7 @@ Report run_backend(const Options& o, const std::string& backend, const std::stri
 
   // What autovacuum / ANALYZE would have done by the time anyone queries a
   // week-old history. SQLite: the store runs no ANALYZE, so neither does this.
-  if (store.connection().dialect() == Dialect::postgres) store.connection().exec("VACUUM ANALYZE sessions, events, concurrency, runs, meta");
+  if (store.connection().dialect() == Dialect::postgres) store.connection().exec("VACUUM ANALYZE sessions, events, concurrency, runs, meta, rollup_minutes, rollup_cover");
   rep.size = measure_size(store, sqlite_path);
 
   // A gateway restart: the streams still open belong to a dead run now.
@@ -458,6 +502,12 @@ Report run_backend(const Options& o, const std::string& backend, const std::stri
     rep.recover_seconds = seconds_since(t0);
     std::cerr << fmt::format("bench: {}: recovered {} interrupted streams in {} ms\n", backend, rep.recovered,
                              ms(rep.recover_seconds));
+    // The minutes the recovered rows changed, again into the rollup.
+    t0 = std::chrono::steady_clock::now();
+    for (std::int64_t n; (n = store.update_rollup(end + kMin)) > 0;) rep.rollup_restart_minutes += n;
+    rep.rollup_restart_seconds = seconds_since(t0);
+    std::cerr << fmt::format("bench: {}: rolled up {} minutes again in {} ms\n", backend, rep.rollup_restart_minutes,
+                             ms(rep.rollup_restart_seconds));
   }
 
   const Micros now = end + kMin;
@@ -480,7 +530,7 @@ Report run_backend(const Options& o, const std::string& backend, const std::stri
   std::cerr << fmt::format("bench: {}: retention: {} sessions, {} events deleted, {} seconds rolled up in {} ms\n",
                            backend, rep.retention.sessions, rep.retention.events, rep.retention.rolled_up,
                            ms(rep.retention_seconds));
-  if (store.connection().dialect() == Dialect::postgres) store.connection().exec("VACUUM ANALYZE sessions, events, concurrency, runs, meta");
+  if (store.connection().dialect() == Dialect::postgres) store.connection().exec("VACUUM ANALYZE sessions, events, concurrency, runs, meta, rollup_minutes, rollup_cover");
   rep.size_after = measure_size(store, sqlite_path);
   std::cerr << fmt::format("bench: {}: queries after retention\n", backend);
   rep.queries_after = run_queries(store, o, end, now, pool);
@@ -499,7 +549,9 @@ void print(const Options& o, const std::vector<Report>& reports) {
                r.write_seconds, static_cast<double>(r.sessions) / r.write_seconds,
                static_cast<double>(r.session_writes + r.sample_rows + r.events) / r.write_seconds,
                o.days * 86400 / r.write_seconds);
-    fmt::print("- recovery at restart: {} streams marked interrupted in {} ms\n", r.recovered, ms(r.recover_seconds));
+    fmt::print("- of the write time, the concurrency rollup: {:.1f} s\n", r.rollup_seconds);
+    fmt::print("- recovery at restart: {} streams marked interrupted in {} ms; then {} minutes rolled up again in {} ms\n",
+               r.recovered, ms(r.recover_seconds), r.rollup_restart_minutes, ms(r.rollup_restart_seconds));
     fmt::print("\n| size | total | per session | per stream-day |\n|---|---|---|---|\n");
     auto row = [&](const std::string& name, double bytes) {
       fmt::print("| {} | {} | {:.0f} B | {} |\n", name, human_bytes(bytes), bytes / static_cast<double>(r.sessions),

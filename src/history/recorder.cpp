@@ -214,6 +214,7 @@ void Recorder::run() {
   ::pthread_setname_np(::pthread_self(), "sluice-history");  // as top -H and /proc show it
   auto next_heartbeat = now_us() + options_.heartbeat;
   auto next_retention = now_us();
+  auto next_rollup = now_us();
   Micros backoff = 0;
   std::uint64_t flushes_seen = 0;  // a failed pass leaves its flushes to the next, after the backoff
   for (;;) {
@@ -284,6 +285,16 @@ void Recorder::run() {
       committed_.notify_all();
     } else {
       backoff = std::min<Micros>(std::max<Micros>(backoff * 2, 50'000), 1'000'000);
+    }
+    if (ok && !stopping && now >= next_rollup) {
+      // Minutes that are over, into the concurrency rollup; an hour of
+      // history at a time when catching up, so writes are not held back.
+      try {
+        if (store_->update_rollup(now) == 0) next_rollup = now + 5'000'000;
+      } catch (const DbError& e) {
+        next_rollup = now + 5'000'000;
+        spdlog::warn("history: cannot update the concurrency rollup in {}: {}", where_, e.what());
+      }
     }
     if (ok && now >= next_retention) {
       next_retention = now + options_.retention_interval;

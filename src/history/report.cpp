@@ -11,6 +11,7 @@
 
 #include "config/config.hpp"
 #include "history/queries.hpp"
+#include "history/rollup.hpp"
 
 namespace sluice::history {
 
@@ -84,9 +85,7 @@ SessionQuery span_query(const ReportRequest& r) {
 
 // The sweep's pools; a pool asked for by name shows even without streams (at 0).
 std::vector<PoolConcurrency> sweep(Store& store, const ReportRequest& r, Micros origin, Micros now) {
-  ConcurrencySweep s(r.from, r.to, origin, r.step);
-  store.spans(span_query(r), now, [&](Span&& span) { s.add(span); });
-  auto pools = s.finish();
+  auto pools = concurrency(store, r.from, r.to, origin, r.step, r.pool, r.tenant, now);
   if (r.pool && pools.empty()) {
     ConcurrencySweep empty(r.from, r.to, origin, r.step);
     Span none;

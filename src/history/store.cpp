@@ -115,6 +115,84 @@ INSERT INTO meta (name, value) VALUES ('longest_span', 0);
       // opened_at < ?) had only the full opened_at index, so it read every
       // row opened before the range's end; this one holds the open rows only.
       "CREATE INDEX sessions_open_since ON sessions (opened_at) WHERE closed_at IS NULL;",
+      // The per-minute concurrency rollup (rollup.hpp). A minute is in
+      // rollup_cover once its rows in rollup_minutes are written; a trigger
+      // on sessions deletes the cover of every minute a change of a row's
+      // interval touches, in the change's transaction, and lowers
+      // rollup_dirty_from, below which every minute from rollup_from on is
+      // covered. The closes of a minute are found through sessions_closed.
+      std::string(R"(
+CREATE INDEX sessions_closed ON sessions (closed_at);
+CREATE TABLE rollup_minutes (
+  minute BIGINT NOT NULL,
+  pool TEXT NOT NULL,
+  before_open INTEGER NOT NULL,
+  start_open INTEGER NOT NULL,
+  max_open INTEGER NOT NULL,
+  max_at BIGINT NOT NULL,
+  max_until BIGINT NOT NULL,
+  min_open INTEGER NOT NULL,
+  changes TEXT NOT NULL,
+  PRIMARY KEY (minute, pool)
+);
+CREATE TABLE rollup_cover (minute BIGINT PRIMARY KEY);
+INSERT INTO meta (name, value) VALUES ('rollup_dirty_from', -9000000000000000000);
+INSERT INTO meta (name, value) VALUES ('rollup_from', -9000000000000000000);
+)") + (d == Dialect::sqlite ? R"(
+CREATE TRIGGER sessions_rollup_insert AFTER INSERT ON sessions WHEN NEW.opened_at IS NOT NULL BEGIN
+  DELETE FROM rollup_cover WHERE minute > NEW.opened_at - 60000000 AND minute <= COALESCE(NEW.closed_at, 9000000000000000000);
+  UPDATE meta SET value = NEW.opened_at - 60000000 WHERE name = 'rollup_dirty_from' AND value > NEW.opened_at - 60000000;
+END;
+CREATE TRIGGER sessions_rollup_delete AFTER DELETE ON sessions WHEN OLD.opened_at IS NOT NULL BEGIN
+  DELETE FROM rollup_cover WHERE minute > OLD.opened_at - 60000000 AND minute <= COALESCE(OLD.closed_at, 9000000000000000000);
+  UPDATE meta SET value = OLD.opened_at - 60000000 WHERE name = 'rollup_dirty_from' AND value > OLD.opened_at - 60000000;
+END;
+CREATE TRIGGER sessions_rollup_update AFTER UPDATE OF pool, opened_at, closed_at ON sessions
+WHEN OLD.pool IS NOT NEW.pool OR OLD.opened_at IS NOT NEW.opened_at OR OLD.closed_at IS NOT NEW.closed_at BEGIN
+  DELETE FROM rollup_cover WHERE minute > (CASE WHEN OLD.pool IS NEW.pool AND OLD.opened_at IS NEW.opened_at
+      THEN MIN(COALESCE(OLD.closed_at, 9000000000000000000), COALESCE(NEW.closed_at, 9000000000000000000))
+      ELSE MIN(COALESCE(OLD.opened_at, 9000000000000000000), COALESCE(NEW.opened_at, 9000000000000000000)) END) - 60000000;
+  UPDATE meta SET value = (CASE WHEN OLD.pool IS NEW.pool AND OLD.opened_at IS NEW.opened_at
+      THEN MIN(COALESCE(OLD.closed_at, 9000000000000000000), COALESCE(NEW.closed_at, 9000000000000000000))
+      ELSE MIN(COALESCE(OLD.opened_at, 9000000000000000000), COALESCE(NEW.opened_at, 9000000000000000000)) END) - 60000000
+    WHERE name = 'rollup_dirty_from' AND value > (CASE WHEN OLD.pool IS NEW.pool AND OLD.opened_at IS NEW.opened_at
+      THEN MIN(COALESCE(OLD.closed_at, 9000000000000000000), COALESCE(NEW.closed_at, 9000000000000000000))
+      ELSE MIN(COALESCE(OLD.opened_at, 9000000000000000000), COALESCE(NEW.opened_at, 9000000000000000000)) END) - 60000000;
+END;
+)"
+                                                                    : R"(
+CREATE FUNCTION sluice_rollup_invalidate() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  lo BIGINT;
+  hi BIGINT := 9000000000000000000;
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    IF NEW.opened_at IS NULL THEN RETURN NULL; END IF;
+    lo := NEW.opened_at;
+    hi := COALESCE(NEW.closed_at, hi);
+  ELSIF TG_OP = 'DELETE' THEN
+    IF OLD.opened_at IS NULL THEN RETURN NULL; END IF;
+    lo := OLD.opened_at;
+    hi := COALESCE(OLD.closed_at, hi);
+  ELSE
+    IF OLD.pool IS NOT DISTINCT FROM NEW.pool AND OLD.opened_at IS NOT DISTINCT FROM NEW.opened_at THEN
+      IF OLD.closed_at IS NOT DISTINCT FROM NEW.closed_at THEN RETURN NULL; END IF;
+      lo := LEAST(COALESCE(OLD.closed_at, hi), COALESCE(NEW.closed_at, hi));
+    ELSE
+      lo := LEAST(COALESCE(OLD.opened_at, hi), COALESCE(NEW.opened_at, hi));
+    END IF;
+    IF lo >= hi THEN RETURN NULL; END IF;
+  END IF;
+  -- Waits for a rollup being written (which holds this lock exclusively) to
+  -- commit, so its minutes are seen and deleted here.
+  PERFORM pg_advisory_xact_lock_shared(7395036202);
+  DELETE FROM rollup_cover WHERE minute > lo - 60000000 AND minute <= hi;
+  UPDATE meta SET value = lo - 60000000 WHERE name = 'rollup_dirty_from' AND value > lo - 60000000;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER sessions_rollup AFTER INSERT OR UPDATE OR DELETE ON sessions
+  FOR EACH ROW EXECUTE FUNCTION sluice_rollup_invalidate();
+)"),
   };
 }
 
@@ -529,6 +607,14 @@ RetentionResult Store::enforce_retention(const RetentionPolicy& policy, Micros n
       // Rows that never opened nor closed (queued when their gateway died
       // and never recovered) go by their acceptance.
       res.sessions += db_->run("DELETE FROM sessions WHERE closed_at IS NULL AND opened_at IS NULL AND accepted_at < ?", p);
+      // Minutes before the cutoff lost rows: the rollup no longer holds them
+      // (a query there sweeps what is left). Minutes from the cutoff on are
+      // untouched: every row deleted closed before it.
+      std::array<Value, 1> from{floor_minute(now - policy.sessions - 1) + kRollupMinute};
+      db_->run("DELETE FROM rollup_cover WHERE minute < ?", from);
+      db_->run("DELETE FROM rollup_minutes WHERE minute < ?", from);
+      std::array<Value, 2> f2{from[0], from[0]};
+      db_->run("UPDATE meta SET value = ? WHERE name = 'rollup_from' AND value < ?", f2);
     }
     if (policy.events > 0) {
       std::array<Value, 1> p{now - policy.events};
@@ -536,6 +622,158 @@ RetentionResult Store::enforce_retention(const RetentionPolicy& policy, Micros n
     }
   });
   return res;
+}
+
+void Store::read_snapshot(const std::function<void()>& fn) {
+  db_->exec(db_->dialect() == Dialect::sqlite ? "BEGIN" : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+  try {
+    fn();
+    db_->exec("COMMIT");
+  } catch (...) {
+    try {
+      db_->exec("ROLLBACK");
+    } catch (...) {
+    }
+    throw;
+  }
+}
+
+std::vector<Micros> Store::rollup_covered(Micros m0, Micros m1) {
+  std::vector<Micros> out;
+  std::array<Value, 2> p{m0, m1};
+  db_->query("SELECT minute FROM rollup_cover WHERE minute >= ? AND minute < ? ORDER BY minute", p,
+             [&](const Row& r) { out.push_back(r.integer(0)); });
+  return out;
+}
+
+void Store::rollup_minutes(Micros m0, Micros m1, const std::optional<std::string>& pool, bool changes,
+                           const std::function<void(MinuteRow&&)>& fn) {
+  std::vector<Value> p{m0, m1};
+  std::string sql = fmt::format(
+      "SELECT minute, pool, before_open, start_open, max_open, max_at, max_until, min_open{} FROM rollup_minutes "
+      "WHERE minute >= ? AND minute < ?",
+      changes ? ", changes" : "");
+  if (pool) {
+    sql += " AND pool = ?";
+    p.emplace_back(*pool);
+  }
+  sql += " ORDER BY minute, pool";
+  db_->query(sql, p, [&](const Row& r) {
+    MinuteRow m;
+    m.minute = r.integer(0);
+    m.pool = r.text(1);
+    m.before = static_cast<int>(r.integer(2));
+    m.start = static_cast<int>(r.integer(3));
+    m.max = static_cast<int>(r.integer(4));
+    m.max_at = r.integer(5);
+    m.max_until = r.integer(6);
+    m.min = static_cast<int>(r.integer(7));
+    if (changes) {
+      m.changes = decode_changes(r.text(8), m.minute);
+      m.has_changes = true;
+    }
+    fn(std::move(m));
+  });
+}
+
+std::int64_t Store::update_rollup(Micros now, int max_minutes) {
+  // Minutes that ended this long ago: rows of streams that closed within them
+  // are written by then, so they are rarely computed twice.
+  constexpr Micros kSettle = 10'000'000;
+  const Micros hi = floor_minute(now - kSettle);
+  std::int64_t written = 0;
+  if (db_->dialect() == Dialect::sqlite) {
+    db_->exec("BEGIN IMMEDIATE");
+  } else {
+    db_->exec("BEGIN");
+    // Session writes that change an interval take this lock shared (the
+    // trigger), so none commits between the reads below and the commit.
+    db_->exec("SELECT pg_advisory_xact_lock(7395036202)");
+  }
+  try {
+    Micros dirty = 0, rollup_from = 0;
+    db_->query("SELECT name, value FROM meta WHERE name IN ('rollup_dirty_from', 'rollup_from')", {}, [&](const Row& r) {
+      (r.text(0) == "rollup_from" ? rollup_from : dirty) = r.integer(1);
+    });
+    std::optional<Micros> first;
+    db_->query("SELECT MIN(opened_at) FROM sessions", {}, [&](const Row& r) { first = r.opt_integer(0); });
+    Micros start = std::max({floor_minute(dirty), floor_minute(rollup_from - 1) + kRollupMinute,
+                             first ? floor_minute(*first) : hi});
+    if (start < hi) {
+      auto covered = rollup_covered(start, hi);
+      std::size_t i = 0;
+      Micros a = start;
+      while (i < covered.size() && covered[i] == a) {
+        ++i;
+        a += kRollupMinute;
+      }
+      Micros dirty_after = hi;
+      if (a < hi) {
+        Micros b = a;
+        while (b < hi && b < a + max_minutes * kRollupMinute && (i == covered.size() || covered[i] != b))
+          b += kRollupMinute;
+        MinuteBuilder builder(a, b);
+        // Open just before a: the end of the minute before when it is
+        // covered, else counted from the rows.
+        std::array<Value, 1> prev{a - kRollupMinute};
+        bool prev_covered = false;
+        db_->query("SELECT COUNT(*) FROM rollup_cover WHERE minute = ?", prev,
+                   [&](const Row& r) { prev_covered = r.integer(0) > 0; });
+        if (prev_covered) {
+          rollup_minutes(a - kRollupMinute, a, std::nullopt, true, [&](MinuteRow&& m) {
+            int end = m.before;
+            for (const auto& c : m.changes) end += c.delta;
+            if (end) builder.before(m.pool, end);
+          });
+        } else {
+          // Streams with opened < a <= end: the spans meeting [a - 1, a).
+          spans({.from = a - 1, .to = a}, now, [&](Span&& s) {
+            if (s.end > s.start && s.start < a && s.end >= a) builder.before(s.pool, 1);
+          });
+        }
+        std::array<Value, 2> range{a, b};
+        db_->query("SELECT pool, opened_at, closed_at FROM sessions WHERE opened_at >= ? AND opened_at < ?", range,
+                   [&](const Row& r) {
+                     auto pool = r.text(0);
+                     Micros o = r.integer(1);
+                     if (!r.is_null(2) && r.integer(2) <= o) builder.zero(pool, o);
+                     else builder.open(pool, o);
+                   });
+        db_->query("SELECT pool, closed_at FROM sessions WHERE closed_at >= ? AND closed_at < ? AND opened_at IS NOT NULL "
+                   "AND closed_at > opened_at",
+                   range, [&](const Row& r) { builder.close(r.text(0), r.integer(1)); });
+        db_->run("DELETE FROM rollup_minutes WHERE minute >= ? AND minute < ?", range);
+        for (const auto& m : builder.finish()) {
+          std::array<Value, 9> v{m.minute, m.pool, std::int64_t{m.before}, std::int64_t{m.start}, std::int64_t{m.max},
+                                 m.max_at, m.max_until, std::int64_t{m.min}, encode_changes(m.changes, m.minute)};
+          db_->run("INSERT INTO rollup_minutes (minute, pool, before_open, start_open, max_open, max_at, max_until, "
+                   "min_open, changes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   v);
+        }
+        for (Micros m = a; m < b; m += kRollupMinute) {
+          std::array<Value, 1> c{m};
+          db_->run("INSERT INTO rollup_cover (minute) VALUES (?)", c);
+          ++written;
+        }
+        // The first minute still to do from start on.
+        dirty_after = b;
+        while (i < covered.size() && covered[i] == dirty_after) {
+          ++i;
+          dirty_after += kRollupMinute;
+        }
+      }
+      std::array<Value, 1> d{dirty_after};
+      db_->run("UPDATE meta SET value = ? WHERE name = 'rollup_dirty_from'", d);
+    }
+    db_->exec("COMMIT");
+  } catch (...) {
+    try {
+      db_->exec("ROLLBACK");
+    } catch (...) {
+    }
+    throw;
+  }
+  return written;
 }
 
 }  // namespace sluice::history

@@ -10,10 +10,11 @@
 
 #include "history/db.hpp"
 #include "history/records.hpp"
+#include "history/rollup.hpp"
 
 namespace sluice::history {
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 struct WriteBatch {
   std::vector<SessionRecord> sessions;    // upserts: the whole row each time
@@ -68,6 +69,21 @@ class Store {
   std::vector<RunRecord> runs();
 
   RetentionResult enforce_retention(const RetentionPolicy& policy, Micros now);
+
+  // The concurrency rollup (rollup.hpp). Fills in the oldest run of minutes
+  // not yet rolled up that ended at least a few seconds before `now`, at most
+  // `max_minutes` of them, in one transaction; returns how many it wrote (0
+  // when there is nothing to do). The writer calls it until it returns 0.
+  std::int64_t update_rollup(Micros now, int max_minutes = 120);
+  // Minutes in [m0, m1) the rollup covers.
+  std::vector<Micros> rollup_covered(Micros m0, Micros m1);
+  // The rollup's rows of minutes in [m0, m1), by minute; with or without the
+  // changes within each minute.
+  void rollup_minutes(Micros m0, Micros m1, const std::optional<std::string>& pool, bool changes,
+                      const std::function<void(MinuteRow&&)>& fn);
+  // Runs `fn` in one read transaction, so its queries see one state of the
+  // database.
+  void read_snapshot(const std::function<void()>& fn);
 
  private:
   void migrate();

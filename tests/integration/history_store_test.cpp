@@ -16,6 +16,7 @@
 
 #include "history/db.hpp"
 #include "history/queries.hpp"
+#include "history/rollup.hpp"
 #include "history/store.hpp"
 #include "postgres_schema.hpp"
 
@@ -114,6 +115,19 @@ class HistoryStoreTest : public ::testing::TestWithParam<std::string> {
     store.write(b);
   }
 
+  // Takes a database of this version back to version 2 (before the rollup).
+  void drop_version_3(Store& store) {
+    if (postgres()) {
+      store.connection().exec("DROP TRIGGER sessions_rollup ON sessions; DROP FUNCTION sluice_rollup_invalidate()");
+    } else {
+      store.connection().exec(
+          "DROP TRIGGER sessions_rollup_insert; DROP TRIGGER sessions_rollup_update; DROP TRIGGER sessions_rollup_delete");
+    }
+    store.connection().exec(
+        "DROP TABLE rollup_minutes; DROP TABLE rollup_cover; DROP INDEX sessions_closed; DELETE FROM meta WHERE name LIKE "
+        "'rollup%'; DELETE FROM schema_version WHERE version > 2");
+  }
+
   static Keys keys(Store& store, SessionQuery q) {
     Keys out;
     store.sessions(q, [&](SessionRecord&& r) { out.emplace_back(r.run_id, r.session_id); });
@@ -179,6 +193,7 @@ TEST_P(HistoryStoreTest, MigratesAVersion1Database) {
   {
     // Version 1: the database as the first release of the schema left it.
     auto store = open();
+    drop_version_3(*store);
     store->connection().exec("DROP INDEX sessions_open_since");
     store->connection().exec("DELETE FROM schema_version WHERE version > 1");
     ASSERT_EQ(store->schema_version(), 1);
@@ -940,6 +955,166 @@ TEST_P(HistoryStoreTest, RandomRowsMatchABruteForceOverlapAndSweep) {
     }
     if (HasFailure()) return;
   }
+}
+
+// --- The concurrency rollup against the sweep ---------------------------------------
+
+void expect_same(const std::vector<PoolConcurrency>& got, const std::vector<PoolConcurrency>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    SCOPED_TRACE(want[i].pool);
+    EXPECT_EQ(got[i].pool, want[i].pool);
+    EXPECT_EQ(got[i].peak, want[i].peak);
+    EXPECT_EQ(got[i].peak_at, want[i].peak_at);
+    EXPECT_EQ(got[i].peak_until, want[i].peak_until);
+    EXPECT_EQ(got[i].best, want[i].best);
+    EXPECT_EQ(got[i].peak_sessions, want[i].peak_sessions);
+    ASSERT_EQ(got[i].windows.size(), want[i].windows.size());
+    for (std::size_t k = 0; k < want[i].windows.size(); ++k) {
+      SCOPED_TRACE(::testing::Message() << "window " << k);
+      EXPECT_EQ(got[i].windows[k].start, want[i].windows[k].start);
+      EXPECT_EQ(got[i].windows[k].end, want[i].windows[k].end);
+      EXPECT_EQ(got[i].windows[k].max_open, want[i].windows[k].max_open);
+      EXPECT_EQ(got[i].windows[k].min_open, want[i].windows[k].min_open);
+      EXPECT_EQ(got[i].windows[k].peak_at, want[i].windows[k].peak_at);
+      if (::testing::Test::HasFailure()) return;
+    }
+  }
+}
+
+std::int64_t roll_up_all(Store& store, Micros now) {
+  std::int64_t total = 0;
+  for (std::int64_t n; (n = store.update_rollup(now, 37)) > 0;) total += n;
+  return total;
+}
+
+std::int64_t covered_minutes(Store& store) {
+  std::int64_t n = 0;
+  store.connection().query("SELECT COUNT(*) FROM rollup_cover", {}, [&](const Row& r) { n = r.integer(0); });
+  return n;
+}
+
+TEST_P(HistoryStoreTest, TheRollupAnswersExactlyAsTheSweepOnRandomRows) {
+  auto store = open();
+  std::mt19937_64 rng(11);
+  auto uniform = [&](Micros lo, Micros hi) { return std::uniform_int_distribution<Micros>(lo, hi)(rng); };
+  // Times on whole seconds half of the time, so opens and closes coincide.
+  auto instant = [&](Micros lo, Micros hi) {
+    auto t = uniform(lo, hi);
+    return uniform(0, 1) ? t / kS * kS : t;
+  };
+  auto crashed = store->begin_run({.instance = "gw:8080", .started_at = T - kDay});
+  auto other = store->begin_run({.instance = "gw:8081", .started_at = T - kDay});
+  const Micros begin = T - 90 * kMin, end = T + 90 * kMin;
+  std::vector<SessionRecord> rows;
+  for (int i = 0; i < 1500; ++i) {
+    Micros opened = instant(begin, end);
+    std::optional<Micros> closed;
+    int kind = static_cast<int>(uniform(0, 19));
+    if (kind == 0) closed = opened;                                 // zero-length
+    else if (kind == 1) closed = std::nullopt;                      // still open (or interrupted)
+    else if (kind == 2) closed = opened + uniform(1, 120 * kMin);   // long, across many minutes
+    else closed = std::min(opened + uniform(1, 240 * kS), end);    // most short; some end together at `end`
+    if (closed && uniform(0, 3) == 0) closed = *closed / kS * kS;   // on a second, with others
+    if (closed && *closed < opened) closed = opened;
+    auto s = session(i % 2 ? crashed : other, i, opened, closed, uniform(0, 2) ? "listen" : "speak",
+                     uniform(0, 2) ? "acme" : "globex");
+    if (!closed) s.last_seen_at = opened + uniform(0, 30 * kMin);
+    rows.push_back(s);
+  }
+  // Written in three batches, the rollup brought up to date between them.
+  Micros now = end + 5 * kMin;
+  for (int part = 0; part < 3; ++part) {
+    WriteBatch b;
+    for (std::size_t i = part; i < rows.size(); i += 3) b.sessions.push_back(rows[i]);
+    store->write(b);
+    roll_up_all(*store, now);
+  }
+  ASSERT_GT(covered_minutes(*store), 150);
+
+  auto compare = [&](const char* stage, int rounds) {
+    SCOPED_TRACE(stage);
+    for (int round = 0; round < rounds; ++round) {
+      SCOPED_TRACE(::testing::Message() << "round " << round);
+      Micros from = instant(begin - 10 * kMin, end);
+      if (round % 4 == 0) from = from / kMin * kMin;
+      Micros to = from + (round % 5 == 0 ? uniform(1, 60 * kS) : uniform(1, 200 * kMin));
+      if (round % 4 == 1) to = to / kMin * kMin + kMin;
+      Micros size = std::array<Micros, 6>{kS, kMin, 10 * kMin, 7 * kS + 13, uniform(1, 30 * kMin), kHour}[round % 6];
+      Micros origin = round % 3 == 0 ? from : 0;
+      std::optional<std::string> pool;
+      if (round % 3 == 1) pool = "speak";
+      if (round % 7 == 2) pool = "nothing-here";
+      std::optional<std::string> tenant;
+      if (round % 11 == 5) tenant = "globex";
+      if ((to - 1 - origin) / size - (from - origin) / size > 20000) size = kHour;
+      auto want = concurrency_by_sweep(*store, from, to, origin, size, pool, tenant, now);
+      auto got = history::concurrency(*store, from, to, origin, size, pool, tenant, now);
+      expect_same(got, want);
+      if (HasFailure()) return;
+    }
+  };
+  compare("rolled up", 150);
+
+  // Changes after the rollup: streams that were open close (some long ago,
+  // written late), a stream written late that opened an hour ago, a pool
+  // changed, a row deleted.
+  {
+    WriteBatch b;
+    int closed = 0;
+    for (auto& r : rows) {
+      if (r.closed_at || r.run_id != other || closed++ > 20) continue;
+      r.closed_at = *r.opened_at + uniform(0, 20 * kMin);
+      r.outcome = Outcome::completed;
+      b.sessions.push_back(r);
+    }
+    auto late = session(other, 100000, T - 60 * kMin + 17, T - 20 * kMin, "speak");
+    b.sessions.push_back(late);
+    rows[3].pool = rows[3].pool == "listen" ? "speak" : "listen";
+    b.sessions.push_back(rows[3]);
+    store->write(b);
+    std::array<Value, 2> key{rows[8].run_id, rows[8].session_id};
+    store->connection().run("DELETE FROM sessions WHERE run_id = ? AND session_id = ?", key);
+  }
+  compare("changed, not rolled up again", 60);
+  // A restart: the crashed run's open rows end at their last sight.
+  auto self = store->begin_run({.instance = "gw:8080", .started_at = now});
+  EXPECT_GT(store->recover_interrupted(self, "gw:8080", T - kDay), 0);
+  compare("recovered, not rolled up again", 60);
+  EXPECT_GT(roll_up_all(*store, now), 0);
+  compare("recovered and rolled up", 100);
+  // A later `now`: rows still open reach further.
+  now += 30 * kMin;
+  roll_up_all(*store, now);
+  compare("later", 60);
+  // Retention deletes the rows closed before T.
+  store->enforce_retention({.sessions = now - T}, now);
+  compare("after retention", 60);
+  roll_up_all(*store, now);
+  compare("after retention, rolled up", 60);
+}
+
+TEST_P(HistoryStoreTest, MigratesAVersion2DatabaseAndRollsItsHistoryUp) {
+  {
+    auto store = open();
+    // Version 2, as it was before the rollup.
+    drop_version_3(*store);
+    ASSERT_EQ(store->schema_version(), 2);
+    write_sessions(*store, {session(1, 1, T - 10 * kMin, T + 3 * kS), session(1, 2, T - 5 * kMin + 7, std::nullopt),
+                            session(1, 3, T, T)});
+  }
+  auto store = open();
+  EXPECT_EQ(store->schema_version(), 3);
+  const Micros now = T + 20 * kMin;
+  auto before = concurrency_by_sweep(*store, T - kHour, now, 0, 10 * kMin, {}, {}, now);
+  expect_same(history::concurrency(*store, T - kHour, now, 0, 10 * kMin, {}, {}, now), before);
+  EXPECT_EQ(roll_up_all(*store, now), 29);  // from the first row's minute to the last over 10 s before now
+  expect_same(history::concurrency(*store, T - kHour, now, 0, 10 * kMin, {}, {}, now), before);
+  ASSERT_EQ(before.size(), 1u);
+  EXPECT_EQ(before[0].peak, 2);
+  EXPECT_EQ(before[0].peak_at, T - 5 * kMin + 7);
+  EXPECT_EQ(before[0].peak_until, T + 3 * kS);
+  EXPECT_EQ(roll_up_all(*store, now), 0);
 }
 
 // --- Errors and URLs -------------------------------------------------------------------
