@@ -158,10 +158,17 @@ asio::awaitable<void> upgrade(SimCore& core, beast::tcp_stream& stream, Request 
     co_return;
   }
 
-  // Accept. The lease is held from here until the socket is gone.
+  // Accept. The lease is held from here until the stream ends: the first
+  // close frame either way, or the socket gone. A vendor that still counted
+  // the stream through its closing handshake would refuse the next one
+  // before the gateway could know the slot was free; a vendor that does is
+  // the stale-accounting fault.
   std::string subprotocol;
   if (credential->via_subprotocol) subprotocol = protocol::scheme_word(credential->scheme);
   WsStream ws(std::move(stream));
+  ws.control_callback([&lease](websocket::frame_type kind, beast::string_view) {
+    if (kind == websocket::frame_type::close) lease.reset();
+  });
   // A stop during the accept only sets the flag: the client may already hold
   // our 101, so it is owed a close frame (below), not a cut connection. The
   // accept itself ends within the handshake timeout.
@@ -201,6 +208,7 @@ asio::awaitable<void> upgrade(SimCore& core, beast::tcp_stream& stream, Request 
     options.drop_probability = config.faults.drop_probability;
     options.seed = core.seed ^ std::hash<std::string>{}(request_id);
     options.log_prefix = prefix;
+    options.on_closing = [&lease] { lease.reset(); };
     StreamIo io(ws, options);
     control.on_stop = [&io] { io.request_stop(); };
     if (control.stop_requested) io.request_stop();

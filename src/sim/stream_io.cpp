@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <utility>
 
 namespace sluice::sim {
 namespace {
@@ -156,6 +157,7 @@ asio::awaitable<bool> StreamIo::send_binary(const void* data, std::size_t size) 
 
 asio::awaitable<void> StreamIo::close(const websocket::close_reason& reason) {
   if (broken_ || !ws_.is_open()) co_return;
+  if (options_.on_closing) std::exchange(options_.on_closing, nullptr)();
   auto [ec] = co_await ws_.async_close(reason, use_nothrow);
   if (ec) spdlog::debug("{} close failed: {}", options_.log_prefix, ec.message());
 }

@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -57,6 +58,7 @@ class StreamIo {
     double drop_probability = 0;                          // per second of stream
     std::uint64_t seed = 0;                               // for drop rolls
     std::string log_prefix;                               // "[sim C12]"
+    std::function<void()> on_closing;                     // before our close frame goes out
   };
 
   StreamIo(WsStream& ws, Options options);
