@@ -17,6 +17,9 @@ packages=(
   libhowardhinnant-date-dev libdate-tz3
   nodejs npm espeak-ng sox ca-certificates openssl tzdata sqlite3
   postgresql
+  # cluster mode (src/cluster/): the Redis client library, and the server the
+  # cluster tests run against (scripts/test-redis.sh)
+  libhiredis-dev redis-server
   # the benchmark suite (bench/run; its smoke run is a test): the proxies it
   # compares with, the tools it drives them with, and liburing for the bare
   # relay it measures as the floor (bench/relay_floor.cpp)

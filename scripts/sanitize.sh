@@ -31,6 +31,8 @@ Environment:
   SLUICE_TEST_POSTGRES_URL the PostgreSQL of the history tests; when unset,
                            scripts/test-postgres.sh starts one (and stops it
                            at the end if it was not running)
+  SLUICE_TEST_REDIS_URL    the Redis of the cluster tests; likewise started
+                           with scripts/test-redis.sh when unset
 EOF
 }
 
@@ -162,13 +164,25 @@ run_thread() {
 
 # The history tests' PostgreSQL, as scripts/test.sh provides it (a cluster
 # this script starts is stopped at the end; one already running is reused).
+# Likewise the cluster tests' Redis (scripts/test-redis.sh).
+stop_postgres=0
+stop_redis=0
+cleanup() {
+  if ((stop_postgres)); then bash scripts/test-postgres.sh stop >/dev/null 2>&1 || true; fi
+  if ((stop_redis)); then bash scripts/test-redis.sh stop >/dev/null 2>&1 || true; fi
+}
+trap cleanup EXIT
 if [[ "$step" != build && -z "${SLUICE_TEST_POSTGRES_URL:-}" ]]; then
-  if ! bash scripts/test-postgres.sh status >/dev/null 2>&1; then
-    trap 'bash scripts/test-postgres.sh stop >/dev/null 2>&1 || true' EXIT
-  fi
+  bash scripts/test-postgres.sh status >/dev/null 2>&1 || stop_postgres=1
   say "PostgreSQL for the history tests"
   SLUICE_TEST_POSTGRES_URL="$(bash scripts/test-postgres.sh start)"
   export SLUICE_TEST_POSTGRES_URL
+fi
+if [[ "$step" != build && -z "${SLUICE_TEST_REDIS_URL:-}" ]]; then
+  bash scripts/test-redis.sh status >/dev/null 2>&1 || stop_redis=1
+  say "Redis for the cluster tests"
+  SLUICE_TEST_REDIS_URL="$(bash scripts/test-redis.sh start)"
+  export SLUICE_TEST_REDIS_URL
 fi
 
 case "$mode" in

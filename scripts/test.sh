@@ -12,7 +12,8 @@
 # starts a private PostgreSQL cluster (scripts/test-postgres.sh, 127.0.0.1:15432)
 # and passes its URL in SLUICE_TEST_POSTGRES_URL. A cluster that was already
 # running is reused and left running; one this script started is stopped at
-# the end.
+# the end. The cluster tests likewise get a private Redis server
+# (scripts/test-redis.sh, 127.0.0.1:16379) in SLUICE_TEST_REDIS_URL.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,13 +22,30 @@ cd "$root"
 bash scripts/install-deps.sh
 bash scripts/build.sh
 
+# The servers this script started, stopped on exit.
+stop_postgres=0
+stop_redis=0
+cleanup() {
+  if ((stop_postgres)); then bash scripts/test-postgres.sh stop || true; fi
+  if ((stop_redis)); then bash scripts/test-redis.sh stop || true; fi
+}
+trap cleanup EXIT
+
 if [[ -z "${SLUICE_TEST_POSTGRES_URL:-}" ]]; then
-  if ! bash scripts/test-postgres.sh status; then
-    trap 'bash scripts/test-postgres.sh stop || true' EXIT
-  fi
+  bash scripts/test-postgres.sh status || stop_postgres=1
   echo "test: PostgreSQL for the history tests"
   SLUICE_TEST_POSTGRES_URL="$(bash scripts/test-postgres.sh start)"
   export SLUICE_TEST_POSTGRES_URL
+fi
+
+# The cluster tests run against a private Redis server (scripts/test-redis.sh,
+# 127.0.0.1:16379), its URL in SLUICE_TEST_REDIS_URL; likewise reused when
+# running, stopped at the end when this script started it.
+if [[ -z "${SLUICE_TEST_REDIS_URL:-}" ]]; then
+  bash scripts/test-redis.sh status || stop_redis=1
+  echo "test: Redis for the cluster tests"
+  SLUICE_TEST_REDIS_URL="$(bash scripts/test-redis.sh start)"
+  export SLUICE_TEST_REDIS_URL
 fi
 
 echo "test: ctest"

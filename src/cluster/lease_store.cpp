@@ -1,0 +1,233 @@
+#include "cluster/lease_store.hpp"
+
+#include <fmt/format.h>
+
+namespace sluice::cluster {
+
+namespace {
+
+// Every script reads the time from the Redis server, so the instances'
+// clocks never decide an expiry.
+#define SLUICE_LUA_NOW                              \
+  "local t = redis.call('TIME')\n"                  \
+  "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+
+// KEYS[1] pool set, KEYS[2] tenant set, KEYS[3] lease hash, KEYS[4..] the
+// sets of other tenants with a reservation.
+// ARGV[1] id, [2] ttl ms, [3] limit, [4] tenant max (0: none), [5] held
+// aside, [6] force ("1"), [7] n field pairs, [8 .. 7+2n] the pairs, then one
+// reservation per KEYS[4..].
+// Returns {outcome, in use, tenant in use}: 1 granted, 2 already held,
+// 0 pool full, -1 tenant full.
+constexpr const char* kAcquire = SLUICE_LUA_NOW R"(
+for i = 1, #KEYS do
+  if i ~= 3 then redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now) end
+end
+local n = redis.call('ZCARD', KEYS[1])
+local tn = redis.call('ZCARD', KEYS[2])
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return {2, n, tn} end
+local nf = tonumber(ARGV[7])
+if ARGV[6] ~= '1' then
+  local tmax = tonumber(ARGV[4])
+  if tmax > 0 and tn + 1 > tmax then return {-1, n, tn} end
+  local reserved = 0
+  for i = 4, #KEYS do
+    local r = tonumber(ARGV[7 + 2 * nf + i - 3]) - redis.call('ZCARD', KEYS[i])
+    if r > 0 then reserved = reserved + r end
+  end
+  if n + tonumber(ARGV[5]) + 1 + reserved > tonumber(ARGV[3]) then return {0, n, tn} end
+end
+local exp = now + tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], exp, ARGV[1])
+redis.call('ZADD', KEYS[2], exp, ARGV[1])
+redis.call('DEL', KEYS[3])
+if nf > 0 then redis.call('HSET', KEYS[3], unpack(ARGV, 8, 7 + 2 * nf)) end
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
+return {1, n + 1, tn + 1}
+)";
+
+// KEYS[1] pool set, then per lease i: KEYS[2i] its tenant set, KEYS[2i+1]
+// its hash. ARGV[1] ttl ms, ARGV[1+i] lease i's id. Returns the ids no
+// longer held.
+constexpr const char* kRenew = SLUICE_LUA_NOW R"(
+local exp = now + tonumber(ARGV[1])
+local missing = {}
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local k = 2 * (i - 1)
+  local s = redis.call('ZSCORE', KEYS[1], id)
+  if s and tonumber(s) > now then
+    redis.call('ZADD', KEYS[1], exp, id)
+    redis.call('ZADD', KEYS[k], exp, id)
+    redis.call('PEXPIRE', KEYS[k + 1], ARGV[1])
+  else
+    missing[#missing + 1] = id
+  end
+end
+return missing
+)";
+
+// KEYS[1] pool set, KEYS[2] tenant set, KEYS[3] hash. ARGV[1] id, [2] the
+// channel, [3] the pool's name. Returns 1 when the lease was held.
+constexpr const char* kRelease = R"(
+local n = redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[3])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return n
+)";
+
+// KEYS[1] pool set. The live leases.
+constexpr const char* kCount = SLUICE_LUA_NOW R"(
+return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+)";
+
+// KEYS[1] pool set; ARGV[1] the prefix of the lease hashes' keys. Each live
+// lease: {id, HGETALL of its hash}, in order of expiry.
+constexpr const char* kHolders = SLUICE_LUA_NOW R"(
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+local out = {}
+for i, id in ipairs(ids) do
+  out[i] = {id, redis.call('HGETALL', ARGV[1] .. id)}
+end
+return out
+)";
+
+#undef SLUICE_LUA_NOW
+
+}  // namespace
+
+LeaseStore::LeaseStore(RedisUrl url, Options options)
+    : url_(std::move(url)),
+      options_(std::move(options)),
+      acquire_{kAcquire, {}},
+      renew_{kRenew, {}},
+      release_{kRelease, {}},
+      count_{kCount, {}},
+      holders_{kHolders, {}} {
+  if (options_.ttl.count() <= 0) throw RedisError("cluster: the lease expiry must be positive");
+}
+
+LeaseStore::~LeaseStore() = default;
+
+std::string LeaseStore::released_channel() const { return options_.prefix + ":released"; }
+std::string LeaseStore::pool_key(const std::string& pool) const {
+  return fmt::format("{}:{{{}}}:leases", options_.prefix, pool);
+}
+std::string LeaseStore::tenant_key(const std::string& pool, const std::string& tenant) const {
+  return fmt::format("{}:{{{}}}:tenant:{}", options_.prefix, pool, tenant);
+}
+std::string LeaseStore::lease_key(const std::string& pool, const std::string& id) const {
+  return fmt::format("{}:{{{}}}:lease:{}", options_.prefix, pool, id);
+}
+
+RedisConnection& LeaseStore::connection() {
+  if (!conn_ || conn_->broken()) {
+    conn_.reset();
+    conn_ = std::make_unique<RedisConnection>(url_, options_.connection);
+  }
+  return *conn_;
+}
+
+Reply LeaseStore::eval(Script& script, const std::vector<std::string>& keys, const std::vector<std::string>& args) {
+  auto& c = connection();
+  auto call = [&](const std::string& sha) {
+    std::vector<std::string> cmd{"EVALSHA", sha, std::to_string(keys.size())};
+    cmd.insert(cmd.end(), keys.begin(), keys.end());
+    cmd.insert(cmd.end(), args.begin(), args.end());
+    return c.command(cmd);
+  };
+  if (!script.sha.empty()) {
+    auto r = call(script.sha);
+    if (!r.is_error()) return r;
+    if (!r.str.starts_with("NOSCRIPT")) throw RedisError(fmt::format("redis {}: script failed: {}", c.address(), r.str));
+  }
+  script.sha = c.checked({"SCRIPT", "LOAD", script.source}).str;
+  auto r = call(script.sha);
+  if (r.is_error()) throw RedisError(fmt::format("redis {}: script failed: {}", c.address(), r.str));
+  return r;
+}
+
+AcquireResult LeaseStore::acquire(const AcquireRequest& q) {
+  const auto& l = q.lease;
+  std::vector<std::string> keys{pool_key(l.pool), tenant_key(l.pool, l.tenant), lease_key(l.pool, l.id)};
+  std::vector<std::string> fields{"instance",   l.instance,   "session",   l.session,
+                                  "tenant",     l.tenant,     "pool",      l.pool,
+                                  "request_id", l.request_id, "opened_ms", std::to_string(l.opened_ms)};
+  std::vector<std::string> args{l.id,
+                                std::to_string(options_.ttl.count()),
+                                std::to_string(q.limit),
+                                std::to_string(q.tenant_max),
+                                std::to_string(q.held_aside),
+                                q.force ? "1" : "0",
+                                std::to_string(fields.size() / 2)};
+  args.insert(args.end(), fields.begin(), fields.end());
+  for (const auto& [tenant, reserved] : q.reservations) {
+    if (tenant == l.tenant) continue;
+    keys.push_back(tenant_key(l.pool, tenant));
+    args.push_back(std::to_string(reserved));
+  }
+  auto r = eval(acquire_, keys, args);
+  if (r.type != Reply::Type::array || r.elements.size() != 3) throw RedisError("redis: unexpected reply to acquire");
+  AcquireResult out;
+  switch (r.elements[0].as_integer()) {
+    case 1: out.outcome = AcquireResult::Outcome::granted; break;
+    case 2: out.outcome = AcquireResult::Outcome::already_held; break;
+    case -1: out.outcome = AcquireResult::Outcome::tenant_full; break;
+    default: out.outcome = AcquireResult::Outcome::pool_full; break;
+  }
+  out.in_use = static_cast<int>(r.elements[1].as_integer());
+  out.tenant_in_use = static_cast<int>(r.elements[2].as_integer());
+  return out;
+}
+
+std::vector<std::string> LeaseStore::renew(const std::string& pool,
+                                           const std::vector<std::pair<std::string, std::string>>& leases) {
+  if (leases.empty()) return {};
+  std::vector<std::string> keys{pool_key(pool)};
+  std::vector<std::string> args{std::to_string(options_.ttl.count())};
+  for (const auto& [id, tenant] : leases) {
+    keys.push_back(tenant_key(pool, tenant));
+    keys.push_back(lease_key(pool, id));
+    args.push_back(id);
+  }
+  auto r = eval(renew_, keys, args);
+  std::vector<std::string> missing;
+  for (auto& e : r.elements) missing.push_back(std::move(e.str));
+  return missing;
+}
+
+bool LeaseStore::release(const std::string& pool, const std::string& tenant, const std::string& id) {
+  auto r = eval(release_, {pool_key(pool), tenant_key(pool, tenant), lease_key(pool, id)},
+                {id, released_channel(), pool});
+  return r.as_integer() == 1;
+}
+
+int LeaseStore::count(const std::string& pool) {
+  return static_cast<int>(eval(count_, {pool_key(pool)}, {}).as_integer());
+}
+
+std::vector<LeaseRecord> LeaseStore::holders(const std::string& pool) {
+  auto r = eval(holders_, {pool_key(pool)}, {lease_key(pool, "")});
+  std::vector<LeaseRecord> out;
+  for (auto& e : r.elements) {
+    if (e.elements.size() != 2) continue;
+    LeaseRecord rec;
+    rec.id = e.elements[0].str;
+    auto& f = e.elements[1].elements;
+    for (std::size_t i = 0; i + 1 < f.size(); i += 2) {
+      const auto& k = f[i].str;
+      auto& v = f[i + 1].str;
+      if (k == "instance") rec.instance = v;
+      else if (k == "session") rec.session = v;
+      else if (k == "tenant") rec.tenant = v;
+      else if (k == "pool") rec.pool = v;
+      else if (k == "request_id") rec.request_id = v;
+      else if (k == "opened_ms") rec.opened_ms = f[i + 1].as_integer();
+    }
+    out.push_back(std::move(rec));
+  }
+  return out;
+}
+
+}  // namespace sluice::cluster

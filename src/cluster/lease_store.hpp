@@ -1,0 +1,108 @@
+#pragma once
+// The fleet's leases in Redis: acquire, renew and release are each one
+// server-side script, so each is atomic and one round trip. A lease is a
+// member of its pool's sorted set (and of its tenant's in that pool) scored by
+// its expiry on the Redis server's clock, with a hash of its owner's fields
+// that expires with it. A lease whose instance stops renewing it (a crash)
+// drops out of every count at its expiry; nothing else has to notice.
+// Releasing publishes the pool's name, so waiters anywhere can wake.
+//
+// Key layout (docs/architecture.md, "Cluster: the keys in Redis"), with P the
+// configured prefix and the pool's name as the hash tag (one slot per pool):
+//   P:{pool}:leases           sorted set: lease id -> expiry (ms, server clock)
+//   P:{pool}:tenant:<tenant>  sorted set: the tenant's lease ids -> expiry
+//   P:{pool}:lease:<id>       hash: instance, session, tenant, pool,
+//                             request_id, opened_ms; expires with the lease
+//   P:released                channel: a pool's name, on each release
+//
+// Blocking (RedisConnection): for the cluster thread, never an I/O thread.
+// Not thread-safe: one owner.
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cluster/redis.hpp"
+
+namespace sluice::cluster {
+
+struct LeaseRecord {
+  std::string id;  // unique in the fleet: "<instance>/<session>"
+  std::string instance;
+  std::string session;
+  std::string tenant;
+  std::string pool;
+  std::string request_id;  // the upstream's, once known
+  long long opened_ms = 0;  // wall clock, ms since the epoch
+};
+
+struct AcquireRequest {
+  LeaseRecord lease;
+  int limit = 0;       // the pool's effective limit
+  int tenant_max = 0;  // the tenant's quota in the pool; 0: none
+  int held_aside = 0;  // slots not leased but not free either (cooling)
+  // Other tenants' reservations in this pool: room they reserved and do not
+  // use is not ours to take.
+  std::vector<std::pair<std::string, int>> reservations;
+  // Register even past the limit: a stream that is already open (re-register
+  // after Redis lost its leases).
+  bool force = false;
+};
+
+struct AcquireResult {
+  enum class Outcome { granted, already_held, pool_full, tenant_full };
+  Outcome outcome = Outcome::pool_full;
+  int in_use = 0;         // the pool's leases in the fleet, this one included when granted
+  int tenant_in_use = 0;  // the tenant's, likewise
+  bool granted() const { return outcome == Outcome::granted || outcome == Outcome::already_held; }
+};
+
+class LeaseStore {
+ public:
+  struct Options {
+    std::string prefix = "sluice";
+    std::chrono::milliseconds ttl{6000};  // a lease's life without renewal
+    RedisConnection::Options connection;
+  };
+  // Connects on first use, and again after a broken connection.
+  LeaseStore(RedisUrl url, Options options);
+  ~LeaseStore();
+
+  AcquireResult acquire(const AcquireRequest& request);
+  // Extends the given leases of one pool (id, tenant) by the ttl. Returns the
+  // ids Redis no longer held (expired or lost): their owner re-registers them
+  // (acquire with force).
+  std::vector<std::string> renew(const std::string& pool, const std::vector<std::pair<std::string, std::string>>& leases);
+  // True when the lease was held. Publishes the pool's name either way.
+  bool release(const std::string& pool, const std::string& tenant, const std::string& id);
+  // The pool's live leases in the fleet.
+  int count(const std::string& pool);
+  // Every live lease of the pool with its owner's fields, oldest first.
+  std::vector<LeaseRecord> holders(const std::string& pool);
+
+  std::string released_channel() const;
+  std::string pool_key(const std::string& pool) const;
+  std::string tenant_key(const std::string& pool, const std::string& tenant) const;
+  std::string lease_key(const std::string& pool, const std::string& id) const;
+  const Options& options() const { return options_; }
+  const RedisUrl& url() const { return url_; }
+
+ private:
+  struct Script {
+    const char* source;
+    std::string sha;
+  };
+  // EVALSHA, loading the script first when Redis does not know it (first
+  // use, or a restarted server). An error reply throws.
+  Reply eval(Script& script, const std::vector<std::string>& keys, const std::vector<std::string>& args);
+  RedisConnection& connection();
+
+  RedisUrl url_;
+  Options options_;
+  std::unique_ptr<RedisConnection> conn_;
+  Script acquire_, renew_, release_, count_, holders_;
+};
+
+}  // namespace sluice::cluster
