@@ -207,6 +207,8 @@ int LeaseStore::count(const std::string& pool) {
   return static_cast<int>(eval(count_, {pool_key(pool)}, {}).as_integer());
 }
 
+void LeaseStore::ping() { connection().checked({"PING"}); }
+
 std::vector<LeaseRecord> LeaseStore::holders(const std::string& pool) {
   auto r = eval(holders_, {pool_key(pool)}, {lease_key(pool, "")});
   std::vector<LeaseRecord> out;

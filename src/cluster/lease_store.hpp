@@ -81,6 +81,8 @@ class LeaseStore {
   int count(const std::string& pool);
   // Every live lease of the pool with its owner's fields, oldest first.
   std::vector<LeaseRecord> holders(const std::string& pool);
+  // A round trip that changes nothing: is Redis there?
+  void ping();
 
   std::string released_channel() const;
   std::string pool_key(const std::string& pool) const;

@@ -36,16 +36,6 @@ AcquireRequest request(const std::string& id, const std::string& tenant, int lim
   return q;
 }
 
-template <class F>
-bool eventually(F f, std::chrono::milliseconds bound = 5000ms) {
-  auto end = std::chrono::steady_clock::now() + bound;
-  while (std::chrono::steady_clock::now() < end) {
-    if (f()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return f();
-}
-
 }  // namespace
 
 TEST(LeaseStore, GrantsUpToTheLimitAndReleaseMakesRoom) {

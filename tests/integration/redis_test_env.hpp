@@ -6,10 +6,24 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
+
+// Polls `cond` every 10 ms until it holds or `bound` passes.
+inline bool eventually(const std::function<bool()>& cond,
+                       std::chrono::milliseconds bound = std::chrono::milliseconds(5000)) {
+  auto end = std::chrono::steady_clock::now() + bound;
+  while (std::chrono::steady_clock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return cond();
+}
 
 inline std::optional<std::string> redis_url() {
   const char* url = std::getenv("SLUICE_TEST_REDIS_URL");

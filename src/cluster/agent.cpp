@@ -1,0 +1,219 @@
+#include "cluster/agent.hpp"
+
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <spdlog/spdlog.h>
+
+namespace sluice::cluster {
+
+namespace asio = boost::asio;
+using SteadyClock = std::chrono::steady_clock;
+
+FleetLease& FleetLease::operator=(FleetLease&& o) noexcept {
+  if (this != &o) {
+    release();
+    agent_ = std::move(o.agent_);
+    pool_ = std::move(o.pool_);
+    tenant_ = std::move(o.tenant_);
+    id_ = std::exchange(o.id_, {});
+  }
+  return *this;
+}
+
+void FleetLease::release() {
+  if (id_.empty()) return;
+  // An agent already gone released everything it held as it stopped.
+  if (auto a = agent_.lock()) a->release(pool_, tenant_, id_);
+  id_.clear();
+  agent_.reset();
+}
+
+std::shared_ptr<Agent> Agent::start(RedisUrl url, Options options, ReleasedFn on_released) {
+  std::shared_ptr<Agent> a(new Agent(std::move(url), std::move(options), std::move(on_released)));
+  a->worker_ = std::thread([a = a.get()] { a->work(); });
+  a->subscriber_ = std::thread([a = a.get()] { a->subscribe(); });
+  return a;
+}
+
+Agent::Agent(RedisUrl url, Options options, ReleasedFn on_released)
+    : url_(url), options_(std::move(options)), on_released_(std::move(on_released)), store_(url, options_.store) {
+  if (options_.renew_every.count() <= 0 || options_.renew_every >= options_.store.ttl)
+    throw RedisError("cluster: the renewal interval must be positive and shorter than the lease expiry");
+}
+
+Agent::~Agent() { stop(); }
+
+void Agent::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_ && !worker_.joinable() && !subscriber_.joinable()) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  stop_subscriber_ = true;
+  // The last owner may be a FleetLease on one of our own threads.
+  for (auto* t : {&worker_, &subscriber_}) {
+    if (!t->joinable()) continue;
+    if (t->get_id() == std::this_thread::get_id())
+      t->detach();
+    else
+      t->join();
+  }
+}
+
+void Agent::acquire(AcquireRequest request, asio::any_io_executor executor, std::function<void(AcquireOutcome)> done) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!stopping_) {
+      jobs_.push_back(Job{std::move(request), executor, std::move(done)});
+      cv_.notify_all();
+      return;
+    }
+  }
+  AcquireOutcome out;
+  out.error = "the cluster link is stopping";
+  asio::post(executor, [done = std::move(done), out = std::move(out)]() mutable { done(std::move(out)); });
+}
+
+asio::awaitable<AcquireOutcome> Agent::acquire(AcquireRequest request) {
+  auto ex = co_await asio::this_coro::executor;
+  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(AcquireOutcome)>(
+      [this, ex](auto handler, AcquireRequest q) {
+        // std::function needs a copyable callable: the handler is shared.
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        acquire(std::move(q), ex, [h](AcquireOutcome o) { std::move (*h)(std::move(o)); });
+      },
+      asio::use_awaitable, std::move(request));
+}
+
+void Agent::release(const std::string& pool, const std::string& tenant, const std::string& id) {
+  std::lock_guard lock(mutex_);
+  releases_.push_back(Release{pool, tenant, id, SteadyClock::now() + options_.store.ttl});
+  cv_.notify_all();
+}
+
+void Agent::work() {
+  auto next_renew = SteadyClock::now() + options_.renew_every;
+  for (;;) {
+    std::deque<Job> jobs;
+    bool stopping = false;
+    {
+      std::unique_lock lock(mutex_);
+      cv_.wait_until(lock, next_renew, [&] { return stopping_ || !jobs_.empty() || !releases_.empty(); });
+      jobs.swap(jobs_);
+      stopping = stopping_;
+    }
+    // Releases first: they make room for the acquires behind them.
+    run_releases();
+    for (auto& job : jobs) {
+      AcquireOutcome out;
+      if (stopping) {
+        out.error = "the cluster link is stopping";
+      } else {
+        try {
+          out.result = store_.acquire(job.request);
+          out.ok = true;
+          redis_ok_ = true;
+          if (out.result.outcome == AcquireResult::Outcome::granted ||
+              out.result.outcome == AcquireResult::Outcome::already_held) {
+            auto& l = job.request.lease;
+            held_[l.id] = job.request;
+            held_[l.id].force = true;  // from now on an open stream: re-registered past the limit if lost
+            held_count_ = static_cast<int>(held_.size());
+            out.lease.agent_ = weak_from_this();
+            out.lease.pool_ = l.pool;
+            out.lease.tenant_ = l.tenant;
+            out.lease.id_ = l.id;
+          }
+        } catch (const RedisError& e) {
+          redis_ok_ = false;
+          out.error = e.what();
+        }
+      }
+      asio::post(job.executor, [done = std::move(job.done), out = std::move(out)]() mutable { done(std::move(out)); });
+    }
+    if (stopping) break;
+    if (SteadyClock::now() >= next_renew) {
+      renew_all();
+      next_renew = SteadyClock::now() + (redis_ok_ ? options_.renew_every : options_.reconnect_every);
+    }
+  }
+  // Stopping: give back what is held, once, within the command timeout.
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [id, q] : held_)
+      releases_.push_back(Release{q.lease.pool, q.lease.tenant, id, SteadyClock::now()});
+  }
+  run_releases();
+}
+
+void Agent::run_releases() {
+  std::deque<Release> todo;
+  {
+    std::lock_guard lock(mutex_);
+    todo.swap(releases_);
+  }
+  std::deque<Release> retry;
+  for (auto& r : todo) {
+    held_.erase(r.id);
+    try {
+      store_.release(r.pool, r.tenant, r.id);
+      redis_ok_ = true;
+    } catch (const RedisError& e) {
+      redis_ok_ = false;
+      // Redis will drop it at its expiry anyway; until then keep trying.
+      if (SteadyClock::now() < r.give_up) retry.push_back(std::move(r));
+    }
+  }
+  held_count_ = static_cast<int>(held_.size());
+  if (retry.empty()) return;
+  std::lock_guard lock(mutex_);
+  for (auto& r : retry) releases_.push_back(std::move(r));
+}
+
+void Agent::renew_all() {
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> by_pool;
+  for (auto& [id, q] : held_) by_pool[q.lease.pool].emplace_back(id, q.lease.tenant);
+  try {
+    for (auto& [pool, leases] : by_pool) {
+      auto missing = store_.renew(pool, leases);
+      for (auto& id : missing) {
+        auto it = held_.find(id);
+        if (it == held_.end()) continue;
+        store_.acquire(it->second);  // force: the stream is open
+        ++reregistered_;
+        spdlog::warn("cluster: lease {} was lost in Redis; registered again", id);
+      }
+    }
+    if (by_pool.empty()) store_.ping();  // so redis_ok() follows the server
+    redis_ok_ = true;
+  } catch (const RedisError& e) {
+    if (redis_ok_.exchange(false)) spdlog::warn("cluster: {}", e.what());
+  }
+}
+
+void Agent::subscribe() {
+  while (!stop_subscriber_) {
+    try {
+      RedisConnection c(url_, options_.store.connection);
+      auto r = c.command({"SUBSCRIBE", store_.released_channel()});
+      if (r.is_error()) throw RedisError("SUBSCRIBE refused: " + r.str);
+      // Releases may have gone unheard while we were not subscribed.
+      if (on_released_) on_released_("");
+      while (!stop_subscriber_) {
+        Reply msg;
+        if (!c.read_push(msg, std::chrono::milliseconds(200))) continue;
+        if (msg.type == Reply::Type::array && msg.elements.size() == 3 && msg.elements[0].str == "message" &&
+            on_released_)
+          on_released_(msg.elements[2].str);
+      }
+    } catch (const RedisError& e) {
+      spdlog::debug("cluster: subscriber: {}", e.what());
+      auto until = SteadyClock::now() + options_.reconnect_every;
+      while (!stop_subscriber_ && SteadyClock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+}
+
+}  // namespace sluice::cluster

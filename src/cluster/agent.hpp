@@ -1,0 +1,134 @@
+#pragma once
+// An instance's link to the fleet's leases: the only code that talks to
+// Redis, on two threads of its own, so no I/O thread ever waits for Redis.
+//
+// - The worker thread runs the lease scripts (LeaseStore) in order: acquires
+//   handed in by sessions, releases, and every `renew_every` one renewal per
+//   pool of all the leases this instance holds. A renewal that finds leases
+//   Redis lost (a restarted or failed-over server) registers them again, past
+//   the limit if need be: their streams are open, and the fleet's count must
+//   say so.
+// - The subscriber thread listens on the release channel and calls
+//   `on_released(pool)` for each release anywhere in the fleet, and
+//   `on_released("")` after each (re)subscription, when releases may have
+//   been missed.
+//
+// A release is never lost to a failing Redis: it is retried until Redis takes
+// it or the lease has expired there anyway. Destroying the Agent releases
+// every lease it still holds (best effort, within the command timeout) and
+// joins both threads.
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "cluster/lease_store.hpp"
+
+namespace sluice::cluster {
+
+class Agent;
+
+// A lease in the fleet, held by this instance: its destructor (or release())
+// gives it back through the Agent. Move-only.
+class FleetLease {
+ public:
+  FleetLease() = default;
+  FleetLease(FleetLease&& o) noexcept { *this = std::move(o); }
+  FleetLease& operator=(FleetLease&& o) noexcept;
+  ~FleetLease() { release(); }
+  void release();
+  explicit operator bool() const { return !id_.empty(); }
+  const std::string& id() const { return id_; }
+
+ private:
+  friend class Agent;
+  std::weak_ptr<Agent> agent_;
+  std::string pool_, tenant_, id_;
+};
+
+struct AcquireOutcome {
+  bool ok = false;       // Redis answered (result is valid)
+  AcquireResult result;  // when ok
+  FleetLease lease;      // when granted
+  std::string error;     // when !ok: why Redis could not be asked (no secret in it)
+};
+
+class Agent : public std::enable_shared_from_this<Agent> {
+ public:
+  struct Options {
+    LeaseStore::Options store;
+    std::string instance;                           // this instance's id in the fleet
+    std::chrono::milliseconds renew_every{2000};    // well inside store.ttl
+    std::chrono::milliseconds reconnect_every{500}; // after a failure
+  };
+  using ReleasedFn = std::function<void(const std::string& pool)>;
+
+  // Starts both threads.
+  static std::shared_ptr<Agent> start(RedisUrl url, Options options, ReleasedFn on_released);
+  ~Agent();
+  // Releases what it holds and joins the threads; the destructor does it too.
+  void stop();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Runs the acquire script on the worker thread; the outcome is delivered on
+  // `executor`. A granted lease is renewed until its FleetLease goes (an
+  // outcome nobody takes gives it back as it is destroyed).
+  void acquire(AcquireRequest request, boost::asio::any_io_executor executor,
+               std::function<void(AcquireOutcome)> done);
+  // The same, for a coroutine.
+  boost::asio::awaitable<AcquireOutcome> acquire(AcquireRequest request);
+  // Gives a lease back; never blocks. (FleetLease calls it.)
+  void release(const std::string& pool, const std::string& tenant, const std::string& id);
+
+  int held() const { return held_count_.load(); }         // leases this instance holds
+  bool redis_ok() const { return redis_ok_.load(); }       // the last command reached Redis
+  long long reregistered() const { return reregistered_.load(); }  // leases registered again after a loss
+  const std::string& instance() const { return options_.instance; }
+
+ private:
+  struct Job {
+    AcquireRequest request;
+    boost::asio::any_io_executor executor;
+    std::function<void(AcquireOutcome)> done;
+  };
+  struct Release {
+    std::string pool, tenant, id;
+    std::chrono::steady_clock::time_point give_up;  // past it, the lease has expired in Redis anyway
+  };
+  Agent(RedisUrl url, Options options, ReleasedFn on_released);
+  void work();
+  void subscribe();
+  void renew_all();
+  void run_releases();
+
+  RedisUrl url_;
+  Options options_;
+  ReleasedFn on_released_;
+  LeaseStore store_;  // the worker thread's
+
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<Job> jobs_;           // guarded by mutex_
+  std::deque<Release> releases_;   // guarded by mutex_
+  bool stopping_ = false;          // guarded by mutex_
+  std::map<std::string, AcquireRequest> held_;  // by lease id; the worker thread's
+
+  std::atomic<int> held_count_{0};
+  std::atomic<bool> redis_ok_{false};
+  std::atomic<bool> stop_subscriber_{false};
+  std::atomic<long long> reregistered_{0};
+  std::thread worker_;
+  std::thread subscriber_;
+};
+
+}  // namespace sluice::cluster
