@@ -173,7 +173,8 @@ class Exposition {
 // a series before the first occurrence.
 constexpr std::string_view kRefusalReasons[] = {"queue_full",     "queue_timeout",    "tenant_quota",
                                                 "shutting_down",  "abandoned",        "upstream_429",
-                                                "upstream_error", "upstream_timeout", "upstream_unreachable"};
+                                                "upstream_error", "upstream_timeout", "upstream_unreachable",
+                                                "cluster_unavailable"};
 // Before a pool is chosen (pool ""): the request, its path, its credentials.
 constexpr std::string_view kUnpooledRefusalReasons[] = {"no_pool",          "handshake_timeout", "bad_request",
                                                         "method_not_allowed", "not_found",       "upgrade_required",

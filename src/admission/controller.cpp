@@ -266,6 +266,7 @@ std::string_view refusal_name(Refusal r) {
     case Refusal::shutting_down: return "shutting_down";
     case Refusal::abandoned: return "abandoned";
     case Refusal::upstream_429: return "upstream_429";
+    case Refusal::cluster_unavailable: return "cluster_unavailable";
   }
   return "unknown";
 }
@@ -278,11 +279,13 @@ Lease& Lease::operator=(Lease&& o) noexcept {
     tenant_ = std::move(o.tenant_);
     granted_at_ = o.granted_at_;
     upstream_open_ = std::exchange(o.upstream_open_, false);
+    fleet_ = std::move(o.fleet_);
   }
   return *this;
 }
 
 void Lease::release() {
+  fleet_.release();
   if (!pool_) return;
   std::vector<std::shared_ptr<Waiter>> wake;
   {
@@ -487,6 +490,25 @@ namespace {
 // A uniformly random factor in [lo, hi).
 double jitter(std::minstd_rand& rng, double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(rng); }
 }  // namespace
+
+FleetTerms Controller::fleet_terms(const std::string& pool, const std::string& tenant) const {
+  FleetTerms out;
+  std::lock_guard lock(state_->mutex);
+  auto it = state_->pools.find(pool);
+  if (it == state_->pools.end()) return out;
+  const auto& p = *it->second;
+  out.found = true;
+  out.effective_limit = p.effective_limit;
+  out.cooling = p.cooling(SteadyClock::now());
+  out.queue_timeout = p.config.queue_timeout;
+  if (auto t = state_->tenants.find(tenant); t != state_->tenants.end()) out.priority = t->second.priority;
+  if (const auto* q = state_->quota(tenant, pool)) out.tenant_max = q->max;
+  for (const auto& [name, policy] : state_->tenants) {
+    auto q = policy.quotas.find(pool);
+    if (q != policy.quotas.end() && q->second.reserved > 0) out.reservations.emplace_back(name, q->second.reserved);
+  }
+  return out;
+}
 
 Upstream429Decision Controller::on_upstream_429(const Lease& lease, int attempt) {
   Upstream429Decision d;

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "admission/release_delay.hpp"
+#include "cluster/fleet_lease.hpp"
 #include "config/config.hpp"
 #include "util/histogram.hpp"
 
@@ -67,6 +68,10 @@ class Lease {
   void release();
   explicit operator bool() const { return pool_ != nullptr; }
   LegToken open_leg();  // requires a held lease
+  // Cluster mode: the fleet's lease for this stream, given back with this one
+  // (first, so the fleet has the room before local waiters ask for it).
+  void attach(cluster::FleetLease fleet) { fleet_ = std::move(fleet); }
+  bool in_fleet() const { return static_cast<bool>(fleet_); }
   const std::string& pool_name() const;
   SteadyClock::time_point granted_at() const { return granted_at_; }
 
@@ -81,9 +86,20 @@ class Lease {
   std::string tenant_;
   SteadyClock::time_point granted_at_{};
   bool upstream_open_ = false;  // the vendor accepted this lease's stream: its release cools
+  cluster::FleetLease fleet_;
 };
 
-enum class Refusal { none, no_pool, queue_full, queue_timeout, tenant_quota, shutting_down, abandoned, upstream_429 };
+enum class Refusal {
+  none,
+  no_pool,
+  queue_full,
+  queue_timeout,
+  tenant_quota,
+  shutting_down,
+  abandoned,
+  upstream_429,
+  cluster_unavailable,  // cluster mode: Redis cannot be reached (on_redis_loss: refuse, or past the local share)
+};
 std::string_view refusal_name(Refusal r);
 
 struct AdmitResult {
@@ -146,6 +162,18 @@ class Ticket {
   bool decided_ = false;
 };
 
+// What a fleet lease is asked for with (Controller::fleet_terms): the pool's
+// and tenant's limits as this instance has them.
+struct FleetTerms {
+  bool found = false;
+  int effective_limit = 0;
+  int tenant_max = 0;
+  int priority = 0;
+  int cooling = 0;
+  std::vector<std::pair<std::string, int>> reservations;  // every tenant's in the pool
+  config::Seconds queue_timeout{0};
+};
+
 struct PoolStatus {
   std::string name;
   int limit = 0;
@@ -191,6 +219,8 @@ class Controller {
   // vendor holds open. Decides whether and when to try again: while the
   // lease is younger than retry_429.deadline.
   Upstream429Decision on_upstream_429(const Lease& lease, int attempt);
+  // The terms of a fleet lease for `tenant` in `pool` (cluster mode).
+  FleetTerms fleet_terms(const std::string& pool, const std::string& tenant) const;
   // The upstream accepted `lease`'s stream: an upper bound of the release
   // delay; a lowered effective limit goes back to the limit; the lease's
   // release will cool.

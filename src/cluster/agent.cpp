@@ -93,6 +93,45 @@ void Agent::release(const std::string& pool, const std::string& tenant, const st
   cv_.notify_all();
 }
 
+void Agent::leave(const std::string& pool, const std::string& id) {
+  std::lock_guard lock(mutex_);
+  leaving_.emplace_back(pool, id);
+  cv_.notify_all();
+}
+
+FleetLease Agent::adopt(AcquireRequest request) {
+  request.force = true;
+  request.wait = false;
+  FleetLease out;
+  out.agent_ = weak_from_this();
+  out.pool_ = request.lease.pool;
+  out.tenant_ = request.lease.tenant;
+  out.id_ = request.lease.id;
+  std::lock_guard lock(mutex_);
+  adopted_.push_back(std::move(request));
+  cv_.notify_all();
+  return out;
+}
+
+void Agent::take_adopted() {
+  std::deque<AcquireRequest> todo;
+  {
+    std::lock_guard lock(mutex_);
+    todo.swap(adopted_);
+  }
+  for (auto& q : todo) {
+    auto id = q.lease.id;
+    held_[id] = std::move(q);
+    held_count_ = static_cast<int>(held_.size());
+    try {
+      store_.acquire(held_[id]);
+      redis_ok_ = true;
+    } catch (const RedisError&) {
+      redis_ok_ = false;  // registered by the next renewal that reaches Redis
+    }
+  }
+}
+
 void Agent::work() {
   auto next_renew = SteadyClock::now() + options_.renew_every;
   for (;;) {
@@ -100,11 +139,15 @@ void Agent::work() {
     bool stopping = false;
     {
       std::unique_lock lock(mutex_);
-      cv_.wait_until(lock, next_renew, [&] { return stopping_ || !jobs_.empty() || !releases_.empty(); });
+      cv_.wait_until(lock, next_renew, [&] {
+        return stopping_ || !jobs_.empty() || !releases_.empty() || !leaving_.empty() || !adopted_.empty();
+      });
       jobs.swap(jobs_);
       stopping = stopping_;
     }
-    // Releases first: they make room for the acquires behind them.
+    // Adopted leases first (they must be renewed, and released if they go
+    // at once), then releases: they make room for the acquires behind them.
+    take_adopted();
     run_releases();
     for (auto& job : jobs) {
       AcquireOutcome out;
@@ -115,6 +158,10 @@ void Agent::work() {
           out.result = store_.acquire(job.request);
           out.ok = true;
           redis_ok_ = true;
+          if (job.request.wait && out.result.outcome == AcquireResult::Outcome::pool_full)
+            waiting_[job.request.lease.id] = job.request.lease.pool;
+          else
+            waiting_.erase(job.request.lease.id);
           if (out.result.outcome == AcquireResult::Outcome::granted ||
               out.result.outcome == AcquireResult::Outcome::already_held) {
             auto& l = job.request.lease;
@@ -144,15 +191,26 @@ void Agent::work() {
     std::lock_guard lock(mutex_);
     for (auto& [id, q] : held_)
       releases_.push_back(Release{q.lease.pool, q.lease.tenant, id, SteadyClock::now()});
+    for (auto& [id, pool] : waiting_) leaving_.emplace_back(pool, id);
   }
   run_releases();
 }
 
 void Agent::run_releases() {
   std::deque<Release> todo;
+  std::deque<std::pair<std::string, std::string>> leaving;
   {
     std::lock_guard lock(mutex_);
     todo.swap(releases_);
+    leaving.swap(leaving_);
+  }
+  for (auto& [pool, id] : leaving) {
+    waiting_.erase(id);
+    try {
+      store_.leave(pool, id);
+    } catch (const RedisError&) {
+      redis_ok_ = false;  // its place expires with its renewals
+    }
   }
   std::deque<Release> retry;
   for (auto& r : todo) {
@@ -175,7 +233,12 @@ void Agent::run_releases() {
 void Agent::renew_all() {
   std::map<std::string, std::vector<std::pair<std::string, std::string>>> by_pool;
   for (auto& [id, q] : held_) by_pool[q.lease.pool].emplace_back(id, q.lease.tenant);
+  std::map<std::string, std::vector<std::string>> waiting_by_pool;
+  for (auto& [id, pool] : waiting_) waiting_by_pool[pool].push_back(id);
   try {
+    // A waiter whose place lapsed takes a new one at its next try.
+    for (auto& [pool, ids] : waiting_by_pool)
+      for (auto& id : store_.renew_waiting(pool, ids)) waiting_.erase(id);
     for (auto& [pool, leases] : by_pool) {
       auto missing = store_.renew(pool, leases);
       for (auto& id : missing) {
@@ -186,7 +249,7 @@ void Agent::renew_all() {
         spdlog::warn("cluster: lease {} was lost in Redis; registered again", id);
       }
     }
-    if (by_pool.empty()) store_.ping();  // so redis_ok() follows the server
+    if (by_pool.empty() && waiting_by_pool.empty()) store_.ping();  // so redis_ok() follows the server
     redis_ok_ = true;
   } catch (const RedisError& e) {
     if (redis_ok_.exchange(false)) spdlog::warn("cluster: {}", e.what());

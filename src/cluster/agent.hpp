@@ -31,29 +31,10 @@
 #include <string>
 #include <thread>
 
+#include "cluster/fleet_lease.hpp"
 #include "cluster/lease_store.hpp"
 
 namespace sluice::cluster {
-
-class Agent;
-
-// A lease in the fleet, held by this instance: its destructor (or release())
-// gives it back through the Agent. Move-only.
-class FleetLease {
- public:
-  FleetLease() = default;
-  FleetLease(FleetLease&& o) noexcept { *this = std::move(o); }
-  FleetLease& operator=(FleetLease&& o) noexcept;
-  ~FleetLease() { release(); }
-  void release();
-  explicit operator bool() const { return !id_.empty(); }
-  const std::string& id() const { return id_; }
-
- private:
-  friend class Agent;
-  std::weak_ptr<Agent> agent_;
-  std::string pool_, tenant_, id_;
-};
 
 struct AcquireOutcome {
   bool ok = false;       // Redis answered (result is valid)
@@ -89,6 +70,13 @@ class Agent : public std::enable_shared_from_this<Agent> {
   boost::asio::awaitable<AcquireOutcome> acquire(AcquireRequest request);
   // Gives a lease back; never blocks. (FleetLease calls it.)
   void release(const std::string& pool, const std::string& tenant, const std::string& id);
+  // Leaves the pool's wait list (a waiter that gave up); never blocks. A
+  // place on it is renewed with the leases until then.
+  void leave(const std::string& pool, const std::string& id);
+  // Takes a lease the fleet does not know of yet (admitted while Redis was
+  // unreachable): registered past the limit as soon as Redis answers, then
+  // renewed and released as any other.
+  FleetLease adopt(AcquireRequest request);
 
   int held() const { return held_count_.load(); }         // leases this instance holds
   bool redis_ok() const { return redis_ok_.load(); }       // the last command reached Redis
@@ -110,6 +98,7 @@ class Agent : public std::enable_shared_from_this<Agent> {
   void subscribe();
   void renew_all();
   void run_releases();
+  void take_adopted();
 
   RedisUrl url_;
   Options options_;
@@ -120,8 +109,11 @@ class Agent : public std::enable_shared_from_this<Agent> {
   std::condition_variable cv_;
   std::deque<Job> jobs_;           // guarded by mutex_
   std::deque<Release> releases_;   // guarded by mutex_
+  std::deque<std::pair<std::string, std::string>> leaving_;  // (pool, id); guarded by mutex_
+  std::deque<AcquireRequest> adopted_;                       // guarded by mutex_
   bool stopping_ = false;          // guarded by mutex_
   std::map<std::string, AcquireRequest> held_;  // by lease id; the worker thread's
+  std::map<std::string, std::string> waiting_;  // lease id -> pool; the worker thread's
 
   std::atomic<int> held_count_{0};
   std::atomic<bool> redis_ok_{false};

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace sluice::cluster {
 
 namespace {
@@ -12,38 +14,87 @@ namespace {
   "local t = redis.call('TIME')\n"                  \
   "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 
-// KEYS[1] pool set, KEYS[2] tenant set, KEYS[3] lease hash, KEYS[4..] the
+// KEYS[1] pool set, KEYS[2] tenant set, KEYS[3] lease hash, KEYS[4] the
+// wait list (id -> order), KEYS[5] the wait list's expiries, KEYS[6..] the
 // sets of other tenants with a reservation.
 // ARGV[1] id, [2] ttl ms, [3] limit, [4] tenant max (0: none), [5] held
-// aside, [6] force ("1"), [7] n field pairs, [8 .. 7+2n] the pairs, then one
-// reservation per KEYS[4..].
+// aside, [6] force ("1"), [7] wait ("1": stay on the wait list when refused),
+// [8] priority, [9] n field pairs, [10 .. 9+2n] the pairs, then one
+// reservation per KEYS[6..].
 // Returns {outcome, in use, tenant in use}: 1 granted, 2 already held,
-// 0 pool full, -1 tenant full.
+// 0 pool full (or others are ahead on the wait list), -1 tenant full.
 constexpr const char* kAcquire = SLUICE_LUA_NOW R"(
+local id = ARGV[1]
 for i = 1, #KEYS do
-  if i ~= 3 then redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now) end
+  if i ~= 3 and i ~= 4 and i ~= 5 then redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now) end
 end
+-- Waiters whose instance stopped renewing them leave the order.
+local gone = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now)
+for _, w in ipairs(gone) do redis.call('ZREM', KEYS[4], w) end
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
 local n = redis.call('ZCARD', KEYS[1])
 local tn = redis.call('ZCARD', KEYS[2])
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return {2, n, tn} end
-local nf = tonumber(ARGV[7])
+if redis.call('ZSCORE', KEYS[1], id) then return {2, n, tn} end
+local nf = tonumber(ARGV[9])
 if ARGV[6] ~= '1' then
   local tmax = tonumber(ARGV[4])
-  if tmax > 0 and tn + 1 > tmax then return {-1, n, tn} end
+  if tmax > 0 and tn + 1 > tmax then
+    -- Blocked by its own quota: it holds up nobody behind it.
+    redis.call('ZREM', KEYS[4], id)
+    redis.call('ZREM', KEYS[5], id)
+    return {-1, n, tn}
+  end
   local reserved = 0
-  for i = 4, #KEYS do
-    local r = tonumber(ARGV[7 + 2 * nf + i - 3]) - redis.call('ZCARD', KEYS[i])
+  for i = 6, #KEYS do
+    local r = tonumber(ARGV[9 + 2 * nf + i - 5]) - redis.call('ZCARD', KEYS[i])
     if r > 0 then reserved = reserved + r end
   end
-  if n + tonumber(ARGV[5]) + 1 + reserved > tonumber(ARGV[3]) then return {0, n, tn} end
+  local room = tonumber(ARGV[3]) - n - tonumber(ARGV[5]) - reserved
+  -- Its place: higher priority first, then the earlier arrival.
+  local listed = redis.call('ZSCORE', KEYS[4], id)
+  if not listed then redis.call('ZADD', KEYS[4], -tonumber(ARGV[8]) * 1e13 + now, id) end
+  local ahead = redis.call('ZRANK', KEYS[4], id)
+  if ahead >= room then
+    if ARGV[7] == '1' then
+      redis.call('ZADD', KEYS[5], now + tonumber(ARGV[2]), id)
+    elseif not listed then
+      redis.call('ZREM', KEYS[4], id)
+    end
+    return {0, n, tn}
+  end
+  redis.call('ZREM', KEYS[4], id)
+  redis.call('ZREM', KEYS[5], id)
 end
 local exp = now + tonumber(ARGV[2])
-redis.call('ZADD', KEYS[1], exp, ARGV[1])
-redis.call('ZADD', KEYS[2], exp, ARGV[1])
+redis.call('ZADD', KEYS[1], exp, id)
+redis.call('ZADD', KEYS[2], exp, id)
 redis.call('DEL', KEYS[3])
-if nf > 0 then redis.call('HSET', KEYS[3], unpack(ARGV, 8, 7 + 2 * nf)) end
+if nf > 0 then redis.call('HSET', KEYS[3], unpack(ARGV, 10, 9 + 2 * nf)) end
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
 return {1, n + 1, tn + 1}
+)";
+
+// KEYS[1] the wait list, KEYS[2] its expiries. ARGV[1] ttl ms, ARGV[2..]
+// ids: still waiting. Returns the ids no longer listed.
+constexpr const char* kRenewWaiting = SLUICE_LUA_NOW R"(
+local missing = {}
+for i = 2, #ARGV do
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), ARGV[i])
+  else
+    missing[#missing + 1] = ARGV[i]
+  end
+end
+return missing
+)";
+
+// KEYS[1] the wait list, KEYS[2] its expiries; ARGV[1] the id, [2] the
+// channel, [3] the pool. Leaving the list may let the next one in: published.
+constexpr const char* kLeave = R"(
+local n = redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if n > 0 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+return n
 )";
 
 // KEYS[1] pool set, then per lease i: KEYS[2i] its tenant set, KEYS[2i+1]
@@ -104,7 +155,9 @@ LeaseStore::LeaseStore(RedisUrl url, Options options)
       renew_{kRenew, {}},
       release_{kRelease, {}},
       count_{kCount, {}},
-      holders_{kHolders, {}} {
+      holders_{kHolders, {}},
+      renew_waiting_{kRenewWaiting, {}},
+      leave_{kLeave, {}} {
   if (options_.ttl.count() <= 0) throw RedisError("cluster: the lease expiry must be positive");
 }
 
@@ -116,6 +169,12 @@ std::string LeaseStore::pool_key(const std::string& pool) const {
 }
 std::string LeaseStore::tenant_key(const std::string& pool, const std::string& tenant) const {
   return fmt::format("{}:{{{}}}:tenant:{}", options_.prefix, pool, tenant);
+}
+std::string LeaseStore::waiting_key(const std::string& pool) const {
+  return fmt::format("{}:{{{}}}:waiting", options_.prefix, pool);
+}
+std::string LeaseStore::waiting_expiry_key(const std::string& pool) const {
+  return fmt::format("{}:{{{}}}:waiting:expiry", options_.prefix, pool);
 }
 std::string LeaseStore::lease_key(const std::string& pool, const std::string& id) const {
   return fmt::format("{}:{{{}}}:lease:{}", options_.prefix, pool, id);
@@ -150,7 +209,8 @@ Reply LeaseStore::eval(Script& script, const std::vector<std::string>& keys, con
 
 AcquireResult LeaseStore::acquire(const AcquireRequest& q) {
   const auto& l = q.lease;
-  std::vector<std::string> keys{pool_key(l.pool), tenant_key(l.pool, l.tenant), lease_key(l.pool, l.id)};
+  std::vector<std::string> keys{pool_key(l.pool), tenant_key(l.pool, l.tenant), lease_key(l.pool, l.id),
+                                waiting_key(l.pool), waiting_expiry_key(l.pool)};
   std::vector<std::string> fields{"instance",   l.instance,   "session",   l.session,
                                   "tenant",     l.tenant,     "pool",      l.pool,
                                   "request_id", l.request_id, "opened_ms", std::to_string(l.opened_ms)};
@@ -160,6 +220,8 @@ AcquireResult LeaseStore::acquire(const AcquireRequest& q) {
                                 std::to_string(q.tenant_max),
                                 std::to_string(q.held_aside),
                                 q.force ? "1" : "0",
+                                q.wait ? "1" : "0",
+                                std::to_string(std::clamp(q.priority, -100, 100)),
                                 std::to_string(fields.size() / 2)};
   args.insert(args.end(), fields.begin(), fields.end());
   for (const auto& [tenant, reserved] : q.reservations) {
@@ -205,6 +267,24 @@ bool LeaseStore::release(const std::string& pool, const std::string& tenant, con
 
 int LeaseStore::count(const std::string& pool) {
   return static_cast<int>(eval(count_, {pool_key(pool)}, {}).as_integer());
+}
+
+std::vector<std::string> LeaseStore::renew_waiting(const std::string& pool, const std::vector<std::string>& ids) {
+  if (ids.empty()) return {};
+  std::vector<std::string> args{std::to_string(options_.ttl.count())};
+  args.insert(args.end(), ids.begin(), ids.end());
+  auto r = eval(renew_waiting_, {waiting_key(pool), waiting_expiry_key(pool)}, args);
+  std::vector<std::string> missing;
+  for (auto& e : r.elements) missing.push_back(std::move(e.str));
+  return missing;
+}
+
+bool LeaseStore::leave(const std::string& pool, const std::string& id) {
+  return eval(leave_, {waiting_key(pool), waiting_expiry_key(pool)}, {id, released_channel(), pool}).as_integer() == 1;
+}
+
+int LeaseStore::waiting(const std::string& pool) {
+  return static_cast<int>(connection().checked({"ZCARD", waiting_key(pool)}).as_integer());
 }
 
 void LeaseStore::ping() { connection().checked({"PING"}); }

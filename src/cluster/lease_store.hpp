@@ -13,6 +13,9 @@
 //   P:{pool}:tenant:<tenant>  sorted set: the tenant's lease ids -> expiry
 //   P:{pool}:lease:<id>       hash: instance, session, tenant, pool,
 //                             request_id, opened_ms; expires with the lease
+//   P:{pool}:waiting          sorted set: waiting lease ids -> their order
+//                             (-priority * 1e13 + arrival ms)
+//   P:{pool}:waiting:expiry   sorted set: the same ids -> expiry
 //   P:released                channel: a pool's name, on each release
 //
 // Blocking (RedisConnection): for the cluster thread, never an I/O thread.
@@ -49,6 +52,11 @@ struct AcquireRequest {
   // Register even past the limit: a stream that is already open (re-register
   // after Redis lost its leases).
   bool force = false;
+  // When refused for room, keep (or take) a place on the pool's wait list, so
+  // that later arrivals anywhere in the fleet do not pass it; the caller
+  // renews it (renew_waiting) while it waits and leave()s when it gives up.
+  bool wait = false;
+  int priority = 0;  // the tenant's; higher first (clamped to -100..100), FIFO within one
 };
 
 struct AcquireResult {
@@ -77,8 +85,14 @@ class LeaseStore {
   std::vector<std::string> renew(const std::string& pool, const std::vector<std::pair<std::string, std::string>>& leases);
   // True when the lease was held. Publishes the pool's name either way.
   bool release(const std::string& pool, const std::string& tenant, const std::string& id);
+  // Keeps wait-list places alive; returns the ids no longer listed.
+  std::vector<std::string> renew_waiting(const std::string& pool, const std::vector<std::string>& ids);
+  // Leaves the wait list (a waiter that gave up); true when it was listed.
+  bool leave(const std::string& pool, const std::string& id);
   // The pool's live leases in the fleet.
   int count(const std::string& pool);
+  // Places on the pool's wait list.
+  int waiting(const std::string& pool);
   // Every live lease of the pool with its owner's fields, oldest first.
   std::vector<LeaseRecord> holders(const std::string& pool);
   // A round trip that changes nothing: is Redis there?
@@ -88,6 +102,8 @@ class LeaseStore {
   std::string pool_key(const std::string& pool) const;
   std::string tenant_key(const std::string& pool, const std::string& tenant) const;
   std::string lease_key(const std::string& pool, const std::string& id) const;
+  std::string waiting_key(const std::string& pool) const;
+  std::string waiting_expiry_key(const std::string& pool) const;
   const Options& options() const { return options_; }
   const RedisUrl& url() const { return url_; }
 
@@ -104,7 +120,7 @@ class LeaseStore {
   RedisUrl url_;
   Options options_;
   std::unique_ptr<RedisConnection> conn_;
-  Script acquire_, renew_, release_, count_, holders_;
+  Script acquire_, renew_, release_, count_, holders_, renew_waiting_, leave_;
 };
 
 }  // namespace sluice::cluster

@@ -278,7 +278,7 @@ Config parse_config(const std::string& yaml_text, Getenv getenv) {
 Config Parser::read(const YAML::Node& root) {
   Config c;
   if (!root || root.IsNull()) return c;
-  check_keys(root, "", {"listen", "tls", "admin", "upstream", "client", "tenants", "pools", "relay", "log", "store", "threads", "drain_timeout"});
+  check_keys(root, "", {"listen", "tls", "admin", "upstream", "client", "tenants", "pools", "relay", "log", "store", "cluster", "threads", "drain_timeout"});
   if (auto n = root["drain_timeout"]) c.drain_timeout = as_duration(n, "drain_timeout");
   if (auto n = root["listen"]) c.listen = as_string(n, "listen");
   if (auto n = root["threads"]) c.threads = static_cast<int>(as_int(n, "threads", 1, 256));
@@ -411,6 +411,19 @@ Config Parser::read(const YAML::Node& root) {
     if (auto n = relay["close_grace"]) c.relay.close_grace = as_duration(n, "relay.close_grace");
     if (auto n = relay["idle_after"]) c.relay.idle_after = as_duration(n, "relay.idle_after");
   }
+  if (auto cl = root["cluster"]; cl && !cl.IsNull()) {
+    check_keys(cl, "cluster", {"redis_url", "redis_url_file", "instance", "key_prefix", "lease_ttl", "renew_interval",
+                               "redis_timeout", "on_redis_loss", "expected_instances"});
+    if (auto v = secret(cl, "cluster", "redis_url")) c.cluster.redis_url = *v;
+    if (auto n = cl["instance"]) c.cluster.instance = as_string(n, "cluster.instance");
+    if (auto n = cl["key_prefix"]) c.cluster.key_prefix = as_string(n, "cluster.key_prefix");
+    if (auto n = cl["lease_ttl"]) c.cluster.lease_ttl = as_duration(n, "cluster.lease_ttl");
+    if (auto n = cl["renew_interval"]) c.cluster.renew_interval = as_duration(n, "cluster.renew_interval");
+    if (auto n = cl["redis_timeout"]) c.cluster.redis_timeout = as_duration(n, "cluster.redis_timeout");
+    if (auto n = cl["on_redis_loss"]) c.cluster.on_redis_loss = as_string(n, "cluster.on_redis_loss");
+    if (auto n = cl["expected_instances"])
+      c.cluster.expected_instances = static_cast<int>(as_int(n, "cluster.expected_instances", 1, 10000));
+  }
   if (auto store = root["store"]; store && !store.IsNull()) {
     check_keys(store, "store", {"enabled", "data_dir", "url", "url_file", "heartbeat", "flush_interval", "queue_limit",
                                 "instance", "query_timeout", "retention"});
@@ -509,6 +522,8 @@ void apply_environment(Config& c, Getenv getenv) {
   if (auto v = env("SLUICE_LOG_FORMAT")) c.log.format = *v;
   if (auto v = secret("SLUICE_STORE_URL")) c.store.url = *v;
   if (auto v = env("SLUICE_DATA_DIR")) c.store.data_dir = *v;
+  if (auto v = secret("SLUICE_REDIS_URL")) c.cluster.redis_url = *v;
+  if (auto v = env("SLUICE_INSTANCE")) c.cluster.instance = *v;
   if (auto v = env("SLUICE_TLS_CERT")) c.tls.cert_file = *v;
   if (auto v = env("SLUICE_TLS_KEY")) c.tls.key_file = *v;
   if (auto v = env("SLUICE_THREADS")) c.threads = static_cast<int>(parse_int(*v, "SLUICE_THREADS", 1, 256));
@@ -555,6 +570,17 @@ void validate(const Config& c) {
                              !u.starts_with("postgresql://") && !u.starts_with("sqlite://"))
     throw ConfigError("store.url", "expected a file path, sqlite:<path> or postgres://…, got '" + u.substr(0, u.find("://")) + "://…'");
   if (c.relay.close_timeout <= Seconds(0)) throw ConfigError("relay.close_timeout", "must be positive");
+  if (c.cluster.enabled()) {
+    if (!c.cluster.redis_url.starts_with("redis://"))
+      throw ConfigError("cluster.redis_url", "expected redis://[:password@]host[:port][/db]");
+    if (c.cluster.lease_ttl <= Seconds(0)) throw ConfigError("cluster.lease_ttl", "must be positive");
+    if (c.cluster.renew_interval <= Seconds(0) || c.cluster.renew_interval * 2 > c.cluster.lease_ttl)
+      throw ConfigError("cluster.renew_interval", "must be positive and at most half of cluster.lease_ttl");
+    if (c.cluster.redis_timeout <= Seconds(0)) throw ConfigError("cluster.redis_timeout", "must be positive");
+    if (c.cluster.on_redis_loss != "local_share" && c.cluster.on_redis_loss != "refuse")
+      throw ConfigError("cluster.on_redis_loss", "expected local_share or refuse; got '" + c.cluster.on_redis_loss + "'");
+    if (c.cluster.key_prefix.empty()) throw ConfigError("cluster.key_prefix", "must not be empty");
+  }
   static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "critical", "off"};
   if (!levels.count(c.log.level))
     throw ConfigError("log.level", "expected one of trace, debug, info, warn, error; got '" + c.log.level + "'");

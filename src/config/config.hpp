@@ -157,6 +157,21 @@ struct StoreConfig {
   std::string effective_url() const { return url.empty() ? data_dir + "/history.db" : url; }
 };
 
+// Cluster mode (docs/operations.md, "Cluster"): the pools' limits hold for
+// every instance sharing the Redis at redis_url.
+struct ClusterConfig {
+  std::string redis_url;              // redis://[:password@]host[:port][/db]; empty: this instance alone
+  std::string instance;               // this instance in the fleet; default store.instance's default
+  std::string key_prefix = "sluice";  // every key in Redis starts with it
+  Seconds lease_ttl{6};               // a lease whose instance stops renewing it returns after this
+  Seconds renew_interval{2};          // how often an instance renews its leases (< lease_ttl)
+  Seconds redis_timeout{1};           // to connect, and for each reply
+  std::string on_redis_loss = "local_share";  // local_share: admit up to limit / expected_instances; refuse: 503
+  int expected_instances = 1;
+
+  bool enabled() const { return !redis_url.empty(); }
+};
+
 struct LogConfig {
   std::string level = "info";  // trace, debug, info, warn, error
   std::string format = "text";  // text (for people) or json (one object per line)
@@ -174,6 +189,7 @@ struct Config {
   RelayConfig relay;
   LogConfig log;
   StoreConfig store;
+  ClusterConfig cluster;
   int threads = 1;
 
   bool pass_through() const {

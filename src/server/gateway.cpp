@@ -6,6 +6,8 @@
 #include "admin/admin_server.hpp"
 #include "admin/metrics.hpp"
 #include "admission/controller.hpp"
+#include "cluster/agent.hpp"
+#include "cluster/wake.hpp"
 #include "events/event_log.hpp"
 #include "history/recorder.hpp"
 #include "net/listener.hpp"
@@ -97,6 +99,34 @@ Gateway::Gateway(boost::asio::io_context& ioc, config::Config raw) : ioc_(ioc) {
       if (auto r = rec.lock()) r->event(e);
     });
   }
+  if (config.cluster.enabled()) {
+    const auto& cl = config.cluster;
+    cluster::RedisUrl url;
+    try {
+      url = cluster::parse_redis_url(cl.redis_url);
+    } catch (const cluster::RedisError& e) {
+      std::string_view m = e.what();
+      if (m.starts_with("cluster.redis_url: ")) m.remove_prefix(19);
+      throw config::ConfigError("cluster.redis_url", std::string(m));
+    }
+    auto ms = [](config::Seconds s) { return std::chrono::duration_cast<std::chrono::milliseconds>(s); };
+    cluster::Agent::Options o;
+    o.store.prefix = cl.key_prefix;
+    o.store.ttl = ms(cl.lease_ttl);
+    o.store.connection.connect_timeout = ms(cl.redis_timeout);
+    o.store.connection.command_timeout = ms(cl.redis_timeout);
+    o.renew_every = ms(cl.renew_interval);
+    o.reconnect_every = std::min(ms(cl.renew_interval), std::chrono::milliseconds(500));
+    o.instance = !cl.instance.empty()          ? cl.instance
+                 : !config.store.instance.empty() ? config.store.instance
+                                                  : host_name() + ":" + std::to_string(net::parse_endpoint(config.listen).port());
+    services_->fleet_wake = std::make_shared<cluster::FleetWake>();
+    services_->cluster = cluster::Agent::start(
+        url, o, [wake = std::weak_ptr<cluster::FleetWake>(services_->fleet_wake)](const std::string& pool) {
+          if (auto w = wake.lock()) w->notify(pool);
+        });
+    spdlog::info("cluster: instance '{}' shares its pools' limits through {}", o.instance, url.redacted);
+  }
   services_->upstream_tls = make_upstream_tls(config.upstream);
   services_->client_tls = make_client_tls(config.tls);
   auto listen = net::parse_endpoint(config.listen);
@@ -118,6 +148,8 @@ Gateway::Gateway(boost::asio::io_context& ioc, config::Config raw) : ioc_(ioc) {
 }
 
 Gateway::~Gateway() {
+  // The fleet's leases this instance still holds go back now, not at their expiry.
+  if (services_->cluster) services_->cluster->stop();
   if (services_->recorder) services_->recorder->stop();
 }
 

@@ -23,6 +23,8 @@
 #include <random>
 #include <sys/socket.h>
 
+#include "cluster/agent.hpp"
+#include "cluster/wake.hpp"
 #include "history/recorder.hpp"
 #include "net/listener.hpp"
 #include "protocol/credential.hpp"
@@ -32,6 +34,7 @@
 #include "session/relay.hpp"
 #include "session/stream_state.hpp"
 #include "session/upgrade.hpp"
+#include "util/log.hpp"
 
 namespace sluice::session {
 namespace {
@@ -157,6 +160,12 @@ HttpRefusal admission_refusal(const admission::AdmitResult& r, const std::string
     case Refusal::shutting_down:
       status = 503;
       message = "sluice: the gateway is shutting down; retry on another instance";
+      break;
+    case Refusal::cluster_unavailable:
+      status = 503;
+      message = fmt::format("sluice: the fleet's shared state (Redis) cannot be reached, and pool '{}' admits no more "
+                            "streams on this instance alone",
+                            r.pool);
       break;
     case Refusal::tenant_quota:
       message = fmt::format("sluice: tenant '{}' is at its quota of {} concurrent streams in pool '{}'; waited {:.1f} s",
@@ -390,6 +399,112 @@ std::unique_ptr<StreamState> register_stream(SessionServices& services, const Se
   return std::make_unique<StreamState>(services.recorder, services.registry->add(std::move(info)));
 }
 
+// 5b. Cluster mode: after the instance's lease, the fleet's. Waits, woken by
+// releases anywhere in the fleet and in the fleet's order, until Redis grants
+// it, the pool's queue deadline passes or the client leaves. Sets
+// `admitted.refusal` (and gives the local lease back) when it is not granted.
+template <class ClientStream>
+asio::awaitable<void> admit_in_fleet(ClientStream& stream, SessionServices& services, StreamState& state,
+                                     admission::AdmitResult& admitted) {
+  using admission::Refusal;
+  auto& agent = *services.cluster;
+  auto& wake = *services.fleet_wake;
+  const auto& info = state.entry().info();
+  auto& sock = beast::get_lowest_layer(stream).socket();
+  const auto now = std::chrono::steady_clock::now();
+  const auto arrived =
+      now - std::chrono::duration_cast<std::chrono::steady_clock::duration>(config::Seconds(admitted.waited_seconds));
+  auto terms = services.admission->fleet_terms(admitted.pool, info.tenant);
+  const auto deadline = arrived + std::chrono::duration_cast<std::chrono::steady_clock::duration>(terms.queue_timeout);
+
+  cluster::AcquireRequest q;
+  q.lease.id = fmt::format("{}/{}/{}", agent.instance(), util::log::run_id(), state.id());
+  q.lease.instance = agent.instance();
+  q.lease.session = std::to_string(state.id());
+  q.lease.tenant = info.tenant;
+  q.lease.pool = admitted.pool;
+  q.lease.opened_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  q.wait = true;
+
+  auto timer = std::make_shared<asio::steady_timer>(sock.get_executor());
+  auto registration = wake.add(admitted.pool, timer);
+  auto abandoned = std::make_shared<bool>(false);
+  auto watching = std::make_shared<bool>(true);
+  bool listed = false;
+  Refusal refusal = Refusal::none;
+  for (bool first = true;; first = false) {
+    terms = services.admission->fleet_terms(admitted.pool, info.tenant);
+    q.limit = terms.effective_limit;
+    q.tenant_max = terms.tenant_max;
+    q.held_aside = terms.cooling;
+    q.priority = terms.priority;
+    q.reservations = terms.reservations;
+    const auto generation = wake.generation();
+    auto out = co_await agent.acquire(q);
+    if (out.lease) {
+      admitted.lease.attach(std::move(out.lease));
+      break;
+    }
+    if (!out.ok) {
+      // Redis cannot be reached: the configured choice.
+      const auto& cl = services.policy.load()->config.cluster;
+      auto st = services.admission->status(admitted.pool);
+      const int share = std::max(1, terms.effective_limit / std::max(1, cl.expected_instances));
+      if (cl.on_redis_loss == "local_share" && st && st->in_use <= share) {
+        // Counted in the fleet as soon as Redis answers again.
+        q.wait = false;
+        admitted.lease.attach(agent.adopt(q));
+        ++services.cluster_degraded_admissions;
+        spdlog::warn("[S{}] admitted on this instance's share of pool '{}' ({} of {}): {}", state.id(), admitted.pool,
+                     st->in_use, share, out.error);
+      } else {
+        spdlog::warn("[S{}] not admitted: {}", state.id(), out.error);
+        refusal = Refusal::cluster_unavailable;
+      }
+      break;
+    }
+    listed = out.result.outcome == cluster::AcquireResult::Outcome::pool_full;
+    if (*abandoned) {
+      refusal = Refusal::abandoned;
+      break;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      refusal = out.result.outcome == cluster::AcquireResult::Outcome::tenant_full ? Refusal::tenant_quota
+                                                                                    : Refusal::queue_timeout;
+      admitted.in_use = out.result.in_use;
+      admitted.tenant_in_use = out.result.tenant_in_use;
+      break;
+    }
+    if (first) {
+      // The client may leave while it waits for the fleet.
+      sock.async_wait(tcp::socket::wait_read, [&sock, timer, abandoned, watching](boost::system::error_code ec) {
+        if (ec || !*watching) return;
+        char byte;
+        auto n = ::recv(sock.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+          *abandoned = true;
+          timer->cancel();
+        }
+      });
+    }
+    if (wake.generation() != generation) continue;  // a release was heard while Redis answered
+    timer->expires_at(deadline);
+    co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  *watching = false;
+  boost::system::error_code ignored;
+  sock.cancel(ignored);
+  if (refusal == Refusal::none) co_return;
+  if (listed) agent.leave(admitted.pool, q.lease.id);
+  admitted.lease.release();
+  admitted.refusal = refusal;
+  admitted.waited_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - arrived).count();
+  services.admission->count_refusal(admitted.pool, admission::refusal_name(refusal));
+}
+
 // 5. Admission: a lease on the pool, now or after a wait in its queue.
 template <class ClientStream>
 asio::awaitable<std::optional<Refused>> admit_stream(ClientStream& stream, SessionServices& services, StreamState& state,
@@ -397,6 +512,7 @@ asio::awaitable<std::optional<Refused>> admit_stream(ClientStream& stream, Sessi
   auto& entry = state.entry();
   const auto& tenant = entry.info().tenant;
   auto admitted = co_await admit(stream, services, entry.info().pool, tenant);
+  if (admitted.lease && services.cluster) co_await admit_in_fleet(stream, services, state, admitted);
   if (admitted.lease) {
     state.admitted(std::move(admitted.lease));
     co_return std::nullopt;

@@ -21,6 +21,10 @@
 namespace sluice::history {
 class Recorder;
 }
+namespace sluice::cluster {
+class Agent;
+class FleetWake;
+}
 
 namespace sluice::session {
 
@@ -48,6 +52,11 @@ struct SessionServices {
   std::unique_ptr<boost::asio::ssl::context> upstream_tls;
   std::unique_ptr<boost::asio::ssl::context> client_tls;  // null: plain TCP
   std::atomic<std::shared_ptr<const SessionPolicy>> policy;
+  // Cluster mode (null otherwise): the link to the fleet's leases, and the
+  // wake-ups of sessions waiting for room in the fleet.
+  std::shared_ptr<cluster::Agent> cluster;
+  std::shared_ptr<cluster::FleetWake> fleet_wake;
+  std::atomic<long long> cluster_degraded_admissions{0};  // admitted on the local share while Redis was away
 };
 
 // The connection handler for the client listener. Never throws for anything

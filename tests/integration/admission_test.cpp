@@ -12,6 +12,7 @@
 #include <random>
 
 #include "child_process.hpp"
+#include "sim_counts.hpp"
 #include "stack.hpp"
 #include "sluice_binary.hpp"
 
@@ -32,23 +33,6 @@ Stack::Tweak streaming_pool(int limit, double queue_seconds, std::function<void(
         if (more) more(p);
       }
   };
-}
-
-int sim_streaming(Stack& s, bool max = false) {
-  auto st = s.sim().stats();
-  int n = 0;
-  for (auto& [project, families] : st.projects) {
-    auto it = families.find(protocol::Family::streaming);
-    if (it != families.end()) n += max ? it->second.max_open : it->second.open;
-  }
-  return n;
-}
-
-long long sim_429s(Stack& s) {
-  long long n = 0;
-  for (auto& [project, families] : s.sim().stats().projects)
-    for (auto& [f, c] : families) n += c.refused_429;
-  return n;
 }
 
 // Each admission test runs with the gateway on one I/O thread and on two.

@@ -77,10 +77,10 @@ TEST(ClusterAgent, AFleetLeaseHoldsItsSlotUntilItGoes) {
   EXPECT_FALSE(second.lease);
   EXPECT_EQ(probe.count("p"), 1);
   first.lease.release();
-  EXPECT_TRUE(eventually([&] { return probe.count("p") == 0 && a->held() == 0; }));
+  EXPECT_TRUE(poll_until([&] { return probe.count("p") == 0 && a->held() == 0; }));
   // An outcome nobody takes gives its lease back as it goes.
   { auto dropped = acquire(*a, request("A", 3, 1)); }
-  EXPECT_TRUE(eventually([&] { return probe.count("p") == 0; }));
+  EXPECT_TRUE(poll_until([&] { return probe.count("p") == 0; }));
 }
 
 TEST(ClusterAgent, RenewalKeepsALeasePastItsExpiryAndStoppingReleasesIt) {
@@ -111,7 +111,7 @@ TEST(ClusterAgent, LeasesRedisLostAreRegisteredAgain) {
   admin.checked({"DEL", probe.pool_key("p"), probe.tenant_key("p", "t"), probe.lease_key("p", "A/1"),
                  probe.lease_key("p", "A/2")});
   EXPECT_EQ(probe.count("p"), 0);
-  EXPECT_TRUE(eventually([&] { return probe.count("p") == 2; })) << "the open streams were not registered again";
+  EXPECT_TRUE(poll_until([&] { return probe.count("p") == 2; })) << "the open streams were not registered again";
   EXPECT_EQ(a->reregistered(), 2);
   auto holders = probe.holders("p");
   ASSERT_EQ(holders.size(), 2u);
@@ -133,11 +133,11 @@ TEST(ClusterAgent, AReleaseAnywhereWakesEveryInstance) {
     std::lock_guard l(m);
     heard_by_b.insert(pool);
   });
-  ASSERT_TRUE(eventually([&] { return resubscribed.load() == 1; })) << "B never subscribed";
+  ASSERT_TRUE(poll_until([&] { return resubscribed.load() == 1; })) << "B never subscribed";
   auto out = acquire(*a, request("A", 1, 1, "flux"));
   ASSERT_TRUE(out.lease) << out.error;
   out.lease.release();
-  EXPECT_TRUE(eventually([&] {
+  EXPECT_TRUE(poll_until([&] {
     std::lock_guard l(m);
     return heard_by_b.count("flux") == 1;
   }));

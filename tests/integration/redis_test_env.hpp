@@ -15,7 +15,7 @@
 #include <thread>
 
 // Polls `cond` every 10 ms until it holds or `bound` passes.
-inline bool eventually(const std::function<bool()>& cond,
+inline bool poll_until(const std::function<bool()>& cond,
                        std::chrono::milliseconds bound = std::chrono::milliseconds(5000)) {
   auto end = std::chrono::steady_clock::now() + bound;
   while (std::chrono::steady_clock::now() < end) {

@@ -376,3 +376,35 @@ TEST(Config, UpstreamKeyIsRequiredForVirtualKeysTowardARealUpstream) {
   c.upstream.api_key = "k";
   EXPECT_NO_THROW(check_upstream_key(c));
 }
+
+TEST(ConfigCluster, ReadsTheSectionAndDefaults) {
+  auto c = parse_config("");
+  EXPECT_FALSE(c.cluster.enabled());
+  EXPECT_EQ(c.cluster.on_redis_loss, "local_share");
+  EXPECT_EQ(c.cluster.lease_ttl, sluice::config::Seconds(6));
+  c = parse_config(
+      "cluster:\n  redis_url: redis://:pw@10.0.0.5:6379/2\n  instance: gw-1\n  key_prefix: fleet-a\n"
+      "  lease_ttl: 10s\n  renew_interval: 3s\n  redis_timeout: 250ms\n  on_redis_loss: refuse\n"
+      "  expected_instances: 3\n");
+  EXPECT_TRUE(c.cluster.enabled());
+  EXPECT_EQ(c.cluster.instance, "gw-1");
+  EXPECT_EQ(c.cluster.key_prefix, "fleet-a");
+  EXPECT_EQ(c.cluster.lease_ttl, sluice::config::Seconds(10));
+  EXPECT_EQ(c.cluster.renew_interval, sluice::config::Seconds(3));
+  EXPECT_EQ(c.cluster.redis_timeout, sluice::config::Seconds(0.25));
+  EXPECT_EQ(c.cluster.on_redis_loss, "refuse");
+  EXPECT_EQ(c.cluster.expected_instances, 3);
+}
+
+TEST(ConfigCluster, RefusesWhatCannotWork) {
+  auto e = error_of([] { parse_config("cluster:\n  redis_url: http://h\n"); });
+  EXPECT_EQ(e.key(), "cluster.redis_url");
+  e = error_of([] { parse_config("cluster:\n  redis_url: redis://h\n  on_redis_loss: guess\n"); });
+  EXPECT_EQ(e.key(), "cluster.on_redis_loss");
+  e = error_of([] { parse_config("cluster:\n  redis_url: redis://h\n  lease_ttl: 4s\n  renew_interval: 3s\n"); });
+  EXPECT_EQ(e.key(), "cluster.renew_interval");
+  e = error_of([] { parse_config("cluster:\n  redis_url: redis://h\n  expected_instances: 0\n"); });
+  EXPECT_EQ(e.key(), "cluster.expected_instances");
+  e = error_of([] { parse_config("cluster:\n  redis: redis://h\n"); });
+  EXPECT_EQ(e.line(), 2);
+}

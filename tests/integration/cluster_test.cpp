@@ -1,0 +1,150 @@
+// Cluster mode end to end: gateways sharing one Redis (scripts/test-redis.sh)
+// and one simulator, which judges whether the fleet ever passed the vendor's
+// limit.
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "cluster/lease_store.hpp"
+#include "net/endpoint.hpp"
+#include "redis_test_env.hpp"
+#include "sim_counts.hpp"
+#include "stack.hpp"
+
+using namespace sluice;
+using namespace sluice::testing;
+
+namespace {
+
+const std::string kListen = "/v1/listen?model=nova-3&encoding=linear16&sample_rate=16000";
+
+// An instance of the fleet: pool "streaming" at `limit` with a long queue,
+// leases in Redis under `prefix`; upstream: `judge`'s simulator when given.
+Stack::Tweak instance(const std::string& url, const std::string& prefix, const std::string& name, int limit,
+                      Stack* judge = nullptr) {
+  return [=](config::Config& c, Stack&) {
+    c.pools = config::default_pools();
+    for (auto& p : c.pools)
+      if (p.name == "streaming") {
+        p.limit = limit;
+        p.queue_timeout = config::Seconds(30);
+      }
+    c.cluster.redis_url = url;
+    c.cluster.instance = name;
+    c.cluster.key_prefix = prefix;
+    if (judge) c.upstream.url = "ws://" + net::to_string(judge->sim().endpoint());
+  };
+}
+
+}  // namespace
+
+TEST(Cluster, ThreeInstancesHoldTheVendorToItsLimitAndAdmitInTheFleetsArrivalOrder) {
+  SLUICE_REQUIRE_REDIS(url);
+  constexpr int L = 3;
+  constexpr int kClients = 3 * L;
+  const auto prefix = unique_redis_prefix();
+  sim::SimConfig sc;
+  sc.default_limits[protocol::Family::streaming] = L;  // the vendor's real limit, for the whole fleet
+  Stack a(sc, instance(url, prefix, "A", L));
+  Stack b({}, instance(url, prefix, "B", L, &a));
+  Stack c({}, instance(url, prefix, "C", L, &a));
+  Stack* stacks[] = {&a, &b, &c};
+  cluster::LeaseStore probe(cluster::parse_redis_url(url), {.prefix = prefix});
+
+  // Client i arrives at instance i % 3, 150 ms after client i - 1: each
+  // instance alone would admit all three of its own.
+  std::vector<std::unique_ptr<Client>> clients(kClients);
+  std::vector<std::jthread> threads;
+  std::mutex m;
+  std::vector<int> admitted;  // client numbers, in the order they got in
+  std::atomic<int> refused{0};
+  for (int i = 0; i < kClients; ++i) {
+    clients[i] = std::make_unique<Client>();
+    threads.emplace_back([&, i] {
+      if (clients[i]->open(stacks[i % 3]->port(), kListen, "Token k")) {
+        std::lock_guard l(m);
+        admitted.push_back(i);
+      } else {
+        ++refused;
+      }
+    });
+    // The first L take the fleet's room; each later one is on the wait list
+    // before the next arrives.
+    if (i < L)
+      ASSERT_TRUE(eventually([&] {
+        std::lock_guard l(m);
+        return static_cast<int>(admitted.size()) == i + 1;
+      }));
+    else
+      ASSERT_TRUE(eventually([&] { return probe.waiting("streaming") == i - L + 1; }))
+          << "client " << i << " is not on the fleet's wait list";
+  }
+  auto count_admitted = [&] {
+    std::lock_guard l(m);
+    return static_cast<int>(admitted.size());
+  };
+  EXPECT_EQ(count_admitted(), L);
+  EXPECT_EQ(probe.count("streaming"), L);
+  // One leaves at a time, oldest first; each departure admits exactly the
+  // next in arrival order, whichever instance it waits on.
+  for (int k = 0; k < kClients - L; ++k) {
+    int leaving;
+    {
+      std::lock_guard l(m);
+      leaving = admitted[k];
+    }
+    clients[leaving]->send_text(R"({"type":"CloseStream"})");
+    EXPECT_EQ(clients[leaving]->read_until_close(), 1000);
+    ASSERT_TRUE(eventually([&] { return count_admitted() == L + k + 1; })) << "nobody got in after a release";
+    EXPECT_LE(probe.count("streaming"), L);
+  }
+  threads.clear();
+  EXPECT_EQ(refused.load(), 0);
+  std::vector<int> expected(kClients);
+  for (int i = 0; i < kClients; ++i) expected[i] = i;
+  EXPECT_EQ(admitted, expected) << "not admitted in the fleet's arrival order";
+  EXPECT_LE(sim_streaming(a, true), L) << "the vendor saw more than the fleet's limit";
+  EXPECT_EQ(sim_429s(a), 0) << "a client got the vendor's 429";
+  for (auto& cl : clients)
+    if (cl->ws.is_open()) cl->ws.close(websocket::close_code::normal);
+  EXPECT_TRUE(eventually([&] { return probe.count("streaming") == 0 && sim_streaming(a) == 0; }))
+      << probe.count("streaming") << " fleet leases, " << sim_streaming(a) << " upstream streams";
+  for (auto* s : stacks) EXPECT_EQ(s->gateway().admission().leases_in_use(), 0);
+}
+
+TEST(Cluster, RedisUnreachableRefusesWith503WhenConfiguredTo) {
+  // Nothing listens on port 1; no server needed.
+  Stack s({}, [](config::Config& c, Stack&) {
+    c.cluster.redis_url = "redis://:pw-not-shown@127.0.0.1:1/0";
+    c.cluster.instance = "lonely";
+    c.cluster.on_redis_loss = "refuse";
+  });
+  Client client;
+  ASSERT_FALSE(client.open(s.port(), kListen, "Token k"));
+  EXPECT_EQ(client.response.result_int(), 503);
+  auto body = boost::json::parse(client.response.body()).as_object();
+  EXPECT_EQ(body.at("sluice").as_object().at("reason").as_string(), "cluster_unavailable");
+  EXPECT_EQ(client.response.body().find("pw-not-shown"), std::string::npos);
+  EXPECT_EQ(sim_streaming(s), 0);
+}
+
+TEST(Cluster, RedisUnreachableAdmitsUpToTheLocalShare) {
+  Stack s({}, [](config::Config& c, Stack&) {
+    c.pools = config::default_pools();
+    for (auto& p : c.pools)
+      if (p.name == "streaming") p.limit = 4;
+    c.cluster.redis_url = "redis://127.0.0.1:1/0";
+    c.cluster.instance = "alone";
+    c.cluster.on_redis_loss = "local_share";
+    c.cluster.expected_instances = 2;  // a share of 4 / 2
+  });
+  Client one, two, three;
+  ASSERT_TRUE(one.open(s.port(), kListen, "Token k"));
+  ASSERT_TRUE(two.open(s.port(), kListen, "Token k"));
+  ASSERT_FALSE(three.open(s.port(), kListen, "Token k"));
+  EXPECT_EQ(three.response.result_int(), 503);
+  EXPECT_EQ(sim_streaming(s), 2);
+  one.ws.close(websocket::close_code::normal);
+  two.ws.close(websocket::close_code::normal);
+  EXPECT_TRUE(eventually([&] { return s.gateway().admission().leases_in_use() == 0 && sim_streaming(s) == 0; }));
+}
