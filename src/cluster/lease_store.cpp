@@ -22,7 +22,8 @@ namespace {
 // [8] priority, [9] n field pairs, [10 .. 9+2n] the pairs, then one
 // reservation per KEYS[6..].
 // Returns {outcome, in use, tenant in use}: 1 granted, 2 already held,
-// 0 pool full (or others are ahead on the wait list), -1 tenant full.
+// 0 pool full (or others are ahead on the wait list), -1 tenant full; when 0,
+// a fourth: ms until the soonest lease or wait-list place expires (-1: none).
 constexpr const char* kAcquire = SLUICE_LUA_NOW R"(
 local id = ARGV[1]
 for i = 1, #KEYS do
@@ -60,7 +61,17 @@ if ARGV[6] ~= '1' then
     elseif not listed then
       redis.call('ZREM', KEYS[4], id)
     end
-    return {0, n, tn}
+    -- When the soonest lease or place ahead lapses unless renewed: a crashed
+    -- instance's capacity returns then, and nothing is published.
+    local soonest = -1
+    for _, k in ipairs({KEYS[1], KEYS[5]}) do
+      local first = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
+      if first[2] then
+        local left = tonumber(first[2]) - now
+        if soonest < 0 or left < soonest then soonest = left end
+      end
+    end
+    return {0, n, tn, soonest}
   end
   redis.call('ZREM', KEYS[4], id)
   redis.call('ZREM', KEYS[5], id)
@@ -230,7 +241,7 @@ AcquireResult LeaseStore::acquire(const AcquireRequest& q) {
     args.push_back(std::to_string(reserved));
   }
   auto r = eval(acquire_, keys, args);
-  if (r.type != Reply::Type::array || r.elements.size() != 3) throw RedisError("redis: unexpected reply to acquire");
+  if (r.type != Reply::Type::array || r.elements.size() < 3) throw RedisError("redis: unexpected reply to acquire");
   AcquireResult out;
   switch (r.elements[0].as_integer()) {
     case 1: out.outcome = AcquireResult::Outcome::granted; break;
@@ -240,6 +251,10 @@ AcquireResult LeaseStore::acquire(const AcquireRequest& q) {
   }
   out.in_use = static_cast<int>(r.elements[1].as_integer());
   out.tenant_in_use = static_cast<int>(r.elements[2].as_integer());
+  if (r.elements.size() > 3) {
+    auto ms = r.elements[3].as_integer();
+    if (ms >= 0) out.next_expiry = std::chrono::milliseconds(ms);
+  }
   return out;
 }
 

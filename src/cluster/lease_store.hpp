@@ -23,6 +23,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -64,6 +65,10 @@ struct AcquireResult {
   Outcome outcome = Outcome::pool_full;
   int in_use = 0;         // the pool's leases in the fleet, this one included when granted
   int tenant_in_use = 0;  // the tenant's, likewise
+  // When refused for room: how soon the soonest lease (or wait-list place)
+  // lapses unless renewed. A crashed instance's capacity returns then with
+  // no release published, so a waiter asks again at that moment.
+  std::optional<std::chrono::milliseconds> next_expiry;
   bool granted() const { return outcome == Outcome::granted || outcome == Outcome::already_held; }
 };
 

@@ -490,7 +490,12 @@ asio::awaitable<void> admit_in_fleet(ClientStream& stream, SessionServices& serv
       });
     }
     if (wake.generation() != generation) continue;  // a release was heard while Redis answered
-    timer->expires_at(deadline);
+    // Woken by a release anywhere, or when the soonest lease lapses (a
+    // crashed instance's capacity returns unannounced), or at the deadline.
+    auto until = deadline;
+    if (out.result.next_expiry)
+      until = std::min(until, std::chrono::steady_clock::now() + *out.result.next_expiry + std::chrono::milliseconds(5));
+    timer->expires_at(until);
     co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
   }
   *watching = false;

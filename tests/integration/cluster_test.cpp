@@ -5,9 +5,14 @@
 #include <mutex>
 #include <thread>
 
+#include <filesystem>
+#include <fstream>
+
+#include "child_process.hpp"
 #include "cluster/lease_store.hpp"
 #include "net/endpoint.hpp"
 #include "redis_test_env.hpp"
+#include "sluice_binary.hpp"
 #include "sim_counts.hpp"
 #include "stack.hpp"
 
@@ -147,4 +152,62 @@ TEST(Cluster, RedisUnreachableAdmitsUpToTheLocalShare) {
   one.ws.close(websocket::close_code::normal);
   two.ws.close(websocket::close_code::normal);
   EXPECT_TRUE(eventually([&] { return s.gateway().admission().leases_in_use() == 0 && sim_streaming(s) == 0; }));
+}
+
+TEST(Cluster, AKilledInstancesLeasesReturnWithinTheExpiryAndItsWaitersGetIn) {
+  SLUICE_REQUIRE_REDIS(url);
+  constexpr int L = 2;
+  const auto prefix = unique_redis_prefix();
+  auto short_leases = [&](const std::string& name, Stack* judge) {
+    return [=](config::Config& c, Stack& self) {
+      instance(url, prefix, name, L, judge)(c, self);
+      c.cluster.lease_ttl = config::Seconds(1.5);
+      c.cluster.renew_interval = config::Seconds(0.5);
+    };
+  };
+  sim::SimConfig sc;
+  sc.default_limits[protocol::Family::streaming] = L;
+  Stack b(sc, short_leases("B", nullptr));
+  cluster::LeaseStore probe(cluster::parse_redis_url(url), {.prefix = prefix});
+
+  // Instance A is a process of its own, relaying to B's simulator.
+  auto dir = std::filesystem::temp_directory_path() / "sluice-cluster-test";
+  std::filesystem::create_directories(dir);
+  auto file = (dir / ("a-" + std::to_string(::getpid()) + ".yaml")).string();
+  {
+    std::ofstream f(file);
+    f << "listen: 127.0.0.1:0\nadmin: {listen: 127.0.0.1:0, token: t}\n"
+      << "pools:\n  - name: streaming\n    match: {path: /v1/listen}\n    limit: " << L
+      << "\n    queue_timeout: 30s\n"
+      << "cluster:\n  redis_url: \"" << url << "\"\n  instance: A\n  key_prefix: \"" << prefix
+      << "\"\n  lease_ttl: 1.5s\n  renew_interval: 0.5s\n";
+  }
+  ChildProcess a({SLUICE_BINARY, "serve", "--config", file, "--upstream", "ws://" + net::to_string(b.sim().endpoint())});
+  auto a_port = static_cast<unsigned short>(std::stoi(a.wait_for_line(R"(listening on 127\.0\.0\.1:(\d+) admin)")[1]));
+  Client x, y;
+  ASSERT_TRUE(x.open(a_port, kListen, "Token k"));
+  ASSERT_TRUE(y.open(a_port, kListen, "Token k"));
+  EXPECT_EQ(probe.count("streaming"), L);
+
+  // A client on B waits for the fleet.
+  Client waiting;
+  std::atomic<bool> in{false};
+  std::jthread t([&] { in = waiting.open(b.port(), kListen, "Token k"); });
+  ASSERT_TRUE(poll_until([&] { return probe.waiting("streaming") == 1; })) << "B's client is not waiting in the fleet";
+
+  // kill -9: A releases nothing; its sockets close, so the vendor's count
+  // falls at once, and the fleet's follows at the leases' expiry.
+  auto killed = std::chrono::steady_clock::now();
+  a.stop(SIGKILL);
+  ASSERT_TRUE(poll_until([&] { return in.load(); }, std::chrono::milliseconds(1500 + 3000)))
+      << "B's waiter did not get in within the lease expiry and a margin";
+  auto waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+  RecordProperty("seconds_from_kill_to_admission", std::to_string(waited));
+  EXPECT_TRUE(poll_until([&] { return probe.count("streaming") == sim_streaming(b); }))
+      << probe.count("streaming") << " fleet leases, " << sim_streaming(b) << " upstream streams";
+  EXPECT_EQ(probe.count("streaming"), 1);
+  t.join();
+  waiting.ws.close(websocket::close_code::normal);
+  EXPECT_TRUE(poll_until([&] { return probe.count("streaming") == 0 && sim_streaming(b) == 0; }));
+  std::filesystem::remove(file);
 }
