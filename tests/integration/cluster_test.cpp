@@ -3,6 +3,7 @@
 // limit.
 #include <atomic>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include <filesystem>
@@ -210,4 +211,117 @@ TEST(Cluster, AKilledInstancesLeasesReturnWithinTheExpiryAndItsWaitersGetIn) {
   waiting.ws.close(websocket::close_code::normal);
   EXPECT_TRUE(poll_until([&] { return probe.count("streaming") == 0 && sim_streaming(b) == 0; }));
   std::filesystem::remove(file);
+}
+
+TEST(Cluster, ChaosOnThreeInstancesStrandsNoLease) {
+  SLUICE_REQUIRE_REDIS(url);
+  constexpr int L = 4;
+  constexpr int kWorkers = 9;  // three per instance
+  constexpr int kRounds = 10;  // streams per worker
+  const auto prefix = unique_redis_prefix();
+  auto chaotic = [&](const std::string& name, Stack* judge) {
+    return [=](config::Config& c, Stack& self) {
+      instance(url, prefix, name, L, judge)(c, self);
+      for (auto& p : c.pools)
+        if (p.name == "streaming") {
+          p.queue_timeout = config::Seconds(1);
+          p.max_queue = 4;
+        }
+    };
+  };
+  sim::SimConfig sc;
+  sc.default_limits[protocol::Family::streaming] = L;
+  sc.faults.drop_probability = 0.5;  // per second of stream: 1011 mid-stream
+  sc.faults.handshake_delay = std::chrono::milliseconds(20);
+  Stack a(sc, chaotic("A", nullptr));
+  Stack b({}, chaotic("B", &a));
+  Stack c({}, chaotic("C", &a));
+  Stack* stacks[] = {&a, &b, &c};
+  cluster::LeaseStore probe(cluster::parse_redis_url(url), {.prefix = prefix});
+
+  std::atomic<bool> sampling{true};
+  std::atomic<int> samples{0}, over_limit{0}, legs_without_lease{0}, max_fleet{0};
+  std::thread sampler([&] {
+    cluster::LeaseStore reader(cluster::parse_redis_url(url), {.prefix = prefix});
+    while (sampling) {
+      int fleet = reader.count("streaming");
+      if (fleet > L) ++over_limit;
+      for (auto* s : stacks) {
+        auto [leases, legs] = s->gateway().admission().leases_and_legs();
+        if (legs > leases) ++legs_without_lease;
+      }
+      max_fleet = std::max(max_fleet.load(), fleet);
+      ++samples;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  });
+  std::atomic<int> opened{0}, gateway_429{0}, other{0};
+  std::vector<std::thread> workers;
+  for (int w = 0; w < kWorkers; ++w) {
+    workers.emplace_back([&, w] {
+      std::mt19937 r(1000 + w);
+      auto port = stacks[w % 3]->port();
+      for (int i = 0; i < kRounds; ++i) {
+        int action = static_cast<int>(r() % 4);
+        if (action == 3) {  // abandon while queued (or just after the upgrade request)
+          asio::io_context ioc;
+          tcp::socket sock(ioc);
+          sock.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+          std::string req = "GET " + kListen + " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                            "Authorization: Token k\r\n\r\n";
+          asio::write(sock, asio::buffer(req));
+          std::this_thread::sleep_for(std::chrono::milliseconds(r() % 30));
+          sock.set_option(asio::socket_base::linger(true, 0));
+          sock.close();
+          continue;
+        }
+        Client cl;
+        if (!cl.open(port, kListen, "Token k")) {
+          (cl.response.result_int() == 429 ? gateway_429 : other)++;
+          continue;
+        }
+        ++opened;
+        bool alive = true;
+        int frames = 1 + static_cast<int>(r() % 24);
+        for (int f = 0; f < frames && alive; ++f) {
+          beast::error_code ec;
+          cl.ws.binary(true);
+          cl.ws.write(asio::buffer(linear16_silence(0.05)), ec);
+          alive = !ec;
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        if (!alive) continue;  // the vendor dropped it
+        beast::error_code ec;
+        if (action == 0) {  // the client process dies: RST
+          beast::get_lowest_layer(cl.ws).socket().set_option(asio::socket_base::linger(true, 0));
+          beast::get_lowest_layer(cl.ws).socket().close();
+        } else if (action == 1) {
+          cl.ws.close(websocket::close_code::normal, ec);
+        } else {
+          cl.ws.text(true);
+          cl.ws.write(asio::buffer(std::string(R"({"type":"CloseStream"})")), ec);
+          cl.read_until_close();
+        }
+      }
+    });
+  }
+  for (auto& t : workers) t.join();
+  EXPECT_TRUE(poll_until([&] { return probe.count("streaming") == 0 && sim_streaming(a) == 0; },
+                         std::chrono::milliseconds(10000)))
+      << probe.count("streaming") << " fleet leases, " << sim_streaming(a) << " upstream streams at the end";
+  sampling = false;
+  sampler.join();
+  EXPECT_GT(samples.load(), 100);
+  EXPECT_GT(opened.load(), kWorkers);
+  EXPECT_EQ(over_limit.load(), 0) << "the fleet held more than the limit";
+  EXPECT_EQ(legs_without_lease.load(), 0) << "an upstream leg without a lease";
+  EXPECT_EQ(max_fleet.load(), L) << "the fleet never filled: the test did not press";
+  EXPECT_LE(sim_streaming(a, true), L) << "the vendor saw more than the fleet's limit";
+  EXPECT_EQ(sim_429s(a), 0) << "a client got the vendor's 429";
+  EXPECT_EQ(other.load(), 0) << "a refusal other than the gateway's 429";
+  for (auto* s : stacks) EXPECT_EQ(s->gateway().admission().leases_in_use(), 0);
+  RecordProperty("opened", opened.load());
+  RecordProperty("gateway_429", gateway_429.load());
+  RecordProperty("samples", samples.load());
 }
