@@ -148,14 +148,24 @@ class Handler {
       options.events = deps_.event_counters.get();
       options.queries = deps_.store_url.empty() ? nullptr : &history;
       options.event_streams = hub_->clients();
+      ClusterFigures cluster;
+      if (deps_.cluster_figures) {
+        cluster = deps_.cluster_figures();
+        options.cluster = &cluster;
+      }
       auto res = text(req, http::status::ok,
                       render_metrics(*deps_.registry, *deps_.admission, deps_.recorder.get(), options));
       res.set(http::field::content_type, "text/plain; version=0.0.4");
       return res;
     }
-    if (path == "/readyz")
-      return deps_.ready.load() ? text(req, http::status::ok, "ready\n")
-                                : text(req, http::status::service_unavailable, "not ready\n");
+    if (path == "/readyz") {
+      if (!deps_.ready.load()) return text(req, http::status::service_unavailable, "not ready\n");
+      if (deps_.cluster_figures && !deps_.cluster_figures().redis_up)
+        return deps_.refuse_without_redis
+                   ? text(req, http::status::service_unavailable, "not ready: the fleet's Redis cannot be reached\n")
+                   : text(req, http::status::ok, "degraded: the fleet's Redis cannot be reached; admitting on the local share\n");
+      return text(req, http::status::ok, "ready\n");
+    }
     // The dashboard's page, script and style: public (they hold no data; the
     // page asks for the token and sends it with every API call).
     if (auto* asset = find_dashboard_asset(path);

@@ -11,9 +11,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
+#include "admin/cluster_figures.hpp"
 #include "registry/registry.hpp"
 
 namespace sluice::net {
@@ -48,6 +50,12 @@ struct AdminDeps {
   // labelled by tenant (admin.metrics.per_tenant, follows reloads).
   std::shared_ptr<const EventCounters> event_counters;
   std::shared_ptr<const std::atomic<bool>> metrics_per_tenant;
+  // Cluster mode: the link to Redis, read for /metrics and /readyz; empty
+  // otherwise. `refuse_without_redis`: on_redis_loss is refuse, so the
+  // instance is not ready while Redis is away (with local_share it is, and
+  // says it is degraded).
+  std::function<ClusterFigures()> cluster_figures;
+  bool refuse_without_redis = false;
 };
 
 // Where history queries run, off the I/O threads: two threads, and a bound on

@@ -294,6 +294,15 @@ std::string render_metrics(const registry::Registry& registry, const admission::
   };
   one("sluice_sessions_registered", "gauge", "Streams in the live registry (queued to closing).", registry.size());
   one("sluice_admin_event_streams", "gauge", "Dashboard event streams (GET /api/v1/stream) open.", options.event_streams);
+  if (const auto* c = options.cluster) {
+    one("sluice_cluster_redis_up", "gauge", "1 when the last command to the fleet's Redis succeeded.", c->redis_up ? 1 : 0);
+    one("sluice_cluster_leases_held", "gauge", "Fleet leases this instance holds in Redis.", c->leases_held);
+    one("sluice_cluster_waiting", "gauge", "Streams of this instance waiting for room in the fleet.", c->waiting);
+    one("sluice_cluster_reregistered_total", "counter", "Leases registered again after Redis lost them.",
+        c->reregistered);
+    one("sluice_cluster_local_share_admissions_total", "counter",
+        "Streams admitted on this instance's local share while Redis could not be reached.", c->local_share_admissions);
+  }
   out.family("sluice_accept_errors_total", "counter",
              "Failed accepts by listener and reason (emfile, enfile, enobufs, enomem: the listener backs off; other).");
   for (const auto& e : net::accept_error_counts())

@@ -11,6 +11,8 @@
 #include <string_view>
 #include <utility>
 
+#include "admin/cluster_figures.hpp"
+
 namespace sluice::registry {
 class Registry;
 }
@@ -53,6 +55,7 @@ class EventCounters {
 
 struct MetricsOptions {
   bool per_tenant = false;                  // admin.metrics.per_tenant: series labelled by tenant
+  const ClusterFigures* cluster = nullptr;  // null when not in cluster mode
   const EventCounters* events = nullptr;    // reaps; none when null
   const HistoryQueryStats* queries = nullptr;  // null when the history is off
   std::size_t event_streams = 0;            // GET /api/v1/stream clients (the dashboards)

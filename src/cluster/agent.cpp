@@ -133,7 +133,8 @@ void Agent::take_adopted() {
 }
 
 void Agent::work() {
-  auto next_renew = SteadyClock::now() + options_.renew_every;
+  // At once: redis_ok() (and /readyz) should know about Redis from the start.
+  auto next_renew = SteadyClock::now();
   for (;;) {
     std::deque<Job> jobs;
     bool stopping = false;

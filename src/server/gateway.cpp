@@ -135,6 +135,23 @@ Gateway::Gateway(boost::asio::io_context& ioc, config::Config raw) : ioc_(ioc) {
   std::string store_url = config.store.enabled ? config.store.effective_url() : "";
   auto query_timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(config.store.query_timeout);
   const bool one_thread = config.threads <= 1;
+  const bool refuse_without_redis = config.cluster.enabled() && config.cluster.on_redis_loss == "refuse";
+  auto cluster_figures = [&]() -> std::function<admin::ClusterFigures()> {
+    if (!services_->cluster) return {};
+    return [agent = std::weak_ptr<cluster::Agent>(services_->cluster),
+            wake = std::weak_ptr<cluster::FleetWake>(services_->fleet_wake),
+            services = std::weak_ptr<session::SessionServices>(services_)] {
+      admin::ClusterFigures f;
+      if (auto a = agent.lock()) {
+        f.redis_up = a->redis_ok();
+        f.leases_held = a->held();
+        f.reregistered = a->reregistered();
+      }
+      if (auto w = wake.lock()) f.waiting = w->waiting();
+      if (auto s = services.lock()) f.local_share_admissions = s->cluster_degraded_admissions.load();
+      return f;
+    };
+  };
   services_->policy.store(std::make_shared<const session::SessionPolicy>(std::move(config)));
   auto services = services_;
   listener_ = std::make_unique<net::Listener>(
@@ -144,7 +161,7 @@ Gateway::Gateway(boost::asio::io_context& ioc, config::Config raw) : ioc_(ioc) {
       ioc_, admin_listen, admin::AdminDeps{services_->registry, services_->admission, services_->events,
                                            services_->recorder, std::move(admin_token), ready_,
                                            std::move(store_url), query_timeout, event_counters_,
-                                           metrics_per_tenant_});
+                                           metrics_per_tenant_, cluster_figures(), refuse_without_redis});
 }
 
 Gateway::~Gateway() {

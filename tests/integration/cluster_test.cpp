@@ -325,3 +325,125 @@ TEST(Cluster, ChaosOnThreeInstancesStrandsNoLease) {
   RecordProperty("gateway_429", gateway_429.load());
   RecordProperty("samples", samples.load());
 }
+
+namespace {
+
+// A Redis server of the test's own on `port`, without persistence: stopping
+// and starting it is a Redis that restarted empty.
+class OwnRedis {
+ public:
+  explicit OwnRedis(int port) : port_(port) { start(); }
+  void start() {
+    process_ = std::make_unique<ChildProcess>(std::vector<std::string>{
+        "/usr/bin/redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+        "no", "--loglevel", "notice"});
+    process_->wait_for_line("Ready to accept connections");
+  }
+  void kill() { process_->stop(SIGKILL); }
+  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
+
+ private:
+  int port_;
+  std::unique_ptr<ChildProcess> process_;
+};
+
+int free_port() {
+  asio::io_context ioc;
+  tcp::acceptor a(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  return a.local_endpoint().port();
+}
+
+Stack::Tweak on_own_redis(const std::string& url, const std::string& mode) {
+  return [=](config::Config& c, Stack&) {
+    c.pools = config::default_pools();
+    for (auto& p : c.pools)
+      if (p.name == "streaming") p.limit = 4;
+    c.cluster.redis_url = url;
+    c.cluster.instance = "solo";
+    c.cluster.on_redis_loss = mode;
+    c.cluster.expected_instances = 2;  // local share: 4 / 2
+    c.cluster.lease_ttl = config::Seconds(1.5);
+    c.cluster.renew_interval = config::Seconds(0.3);
+    c.cluster.redis_timeout = config::Seconds(0.2);
+  };
+}
+
+// The fleet's count, or -1 while the server is away (the probe reconnects at
+// its next call).
+int fleet_count(cluster::LeaseStore& probe, const std::string& pool = "streaming") {
+  try {
+    return probe.count(pool);
+  } catch (const cluster::RedisError&) {
+    return -1;
+  }
+}
+
+std::string readyz(Stack& s) {
+  auto res = admin_call(s.admin_port(), http::verb::get, "/readyz", "");
+  return std::to_string(res.result_int()) + " " + res.body();
+}
+
+}  // namespace
+
+TEST(Cluster, RedisLostAndBackWithLocalShareCountsEveryOpenStreamAgain) {
+  OwnRedis redis(free_port());
+  Stack s({}, on_own_redis(redis.url(), "local_share"));
+  cluster::LeaseStore probe(cluster::parse_redis_url(redis.url()), {});
+  ASSERT_TRUE(poll_until([&] { return readyz(s).starts_with("200 ready"); })) << readyz(s);
+  Client before;
+  ASSERT_TRUE(before.open(s.port(), kListen, "Token k"));
+  EXPECT_EQ(fleet_count(probe), 1);
+
+  redis.kill();
+  ASSERT_TRUE(poll_until([&] { return readyz(s).starts_with("200 degraded"); })) << readyz(s);
+  // The local share is 2: one more gets in, the next is refused.
+  Client during, over;
+  ASSERT_TRUE(during.open(s.port(), kListen, "Token k"));
+  ASSERT_FALSE(over.open(s.port(), kListen, "Token k"));
+  EXPECT_EQ(over.response.result_int(), 503);
+  auto metrics = admin_call(s.admin_port(), http::verb::get, "/metrics", "").body();
+  EXPECT_NE(metrics.find("sluice_cluster_redis_up 0"), std::string::npos);
+  EXPECT_NE(metrics.find("sluice_cluster_local_share_admissions_total 1"), std::string::npos);
+
+  // Back, empty: both open streams are counted again, neither restarted.
+  redis.start();
+  EXPECT_TRUE(poll_until([&] { return fleet_count(probe) == 2; }))
+      << fleet_count(probe) << " fleet leases for 2 open streams";
+  EXPECT_TRUE(poll_until([&] { return readyz(s).starts_with("200 ready"); })) << readyz(s);
+  EXPECT_EQ(sim_streaming(s), 2);
+  before.ws.close(websocket::close_code::normal);
+  during.ws.close(websocket::close_code::normal);
+  EXPECT_TRUE(poll_until([&] { return fleet_count(probe) == 0 && sim_streaming(s) == 0; }))
+      << fleet_count(probe) << " fleet leases left";
+}
+
+TEST(Cluster, RedisLostAndBackWithRefuseAdmitsNothingMeanwhile) {
+  OwnRedis redis(free_port());
+  Stack s({}, on_own_redis(redis.url(), "refuse"));
+  cluster::LeaseStore probe(cluster::parse_redis_url(redis.url()), {});
+  ASSERT_TRUE(poll_until([&] { return readyz(s).starts_with("200 ready"); })) << readyz(s);
+  Client before;
+  ASSERT_TRUE(before.open(s.port(), kListen, "Token k"));
+
+  redis.kill();
+  ASSERT_TRUE(poll_until([&] { return readyz(s).starts_with("503"); })) << readyz(s);
+  Client during;
+  ASSERT_FALSE(during.open(s.port(), kListen, "Token k"));
+  EXPECT_EQ(during.response.result_int(), 503);
+  EXPECT_NE(during.response.body().find("cluster_unavailable"), std::string::npos);
+  // The open stream goes on.
+  before.send_binary(linear16_silence(0.2));
+
+  redis.start();
+  EXPECT_TRUE(poll_until([&] { return fleet_count(probe) == 1; })) << "the open stream was not counted again";
+  EXPECT_TRUE(poll_until([&] { return readyz(s).starts_with("200 ready"); })) << readyz(s);
+  Client after;
+  EXPECT_TRUE(after.open(s.port(), kListen, "Token k"));
+  EXPECT_EQ(fleet_count(probe), 2);
+  before.send_text(R"({"type":"CloseStream"})");
+  auto meta = before.read_until_type("Metadata");
+  ASSERT_TRUE(meta);
+  EXPECT_DOUBLE_EQ(meta->at("duration").to_number<double>(), 0.2);
+  after.ws.close(websocket::close_code::normal);
+  EXPECT_TRUE(poll_until([&] { return fleet_count(probe) == 0 && sim_streaming(s) == 0; }));
+}
