@@ -24,10 +24,10 @@ struct Endpoint {
 
 const std::array<Endpoint, 4>& endpoints() {
   static const std::array<Endpoint, 4> list = {{
-      {"sessions", ReportKind::sessions, {"at", "from", "to", "pool", "tenant", "all", "tz"}},
-      {"concurrency", ReportKind::concurrency, {"from", "to", "step", "pool", "tenant", "tz"}},
-      {"peaks", ReportKind::peaks, {"from", "to", "window", "pool", "tenant", "tz"}},
-      {"usage", ReportKind::usage, {"from", "to", "pool", "tenant", "tz"}},
+      {"sessions", ReportKind::sessions, {"at", "from", "to", "pool", "tenant", "instance", "all", "tz"}},
+      {"concurrency", ReportKind::concurrency, {"from", "to", "step", "pool", "tenant", "instance", "tz"}},
+      {"peaks", ReportKind::peaks, {"from", "to", "window", "pool", "tenant", "instance", "tz"}},
+      {"usage", ReportKind::usage, {"from", "to", "pool", "tenant", "instance", "tz"}},
   }};
   return list;
 }
@@ -66,6 +66,7 @@ HistoryAnswer history_answer(std::string_view endpoint, const std::vector<std::p
     else if (key == "window") args.window = value;
     else if (key == "pool") args.pool = value;
     else if (key == "tenant") args.tenant = value;
+    else if (key == "instance") args.instance = value;
     else if (key == "tz") args.tz = value;
     else if (key == "all") {
       if (value.empty() || value == "true" || value == "1") args.all = true;

@@ -316,6 +316,8 @@ std::string render_metrics(const registry::Registry& registry, const admission::
         s.events_dropped);
     one("sluice_history_write_failures_total", "counter", "Batches the database refused (kept and retried).",
         s.write_failures);
+    one("sluice_history_interrupted_total", "counter",
+        "Open streams of silent gateways on the same store this one marked interrupted.", s.interrupted_by_sweep);
     one("sluice_history_pending_sessions", "gauge", "Session rows waiting for the writer.", s.pending_sessions);
     one("sluice_history_pending_events", "gauge", "Events waiting for the writer.", s.pending_events);
     one("sluice_history_last_commit_timestamp_seconds", "gauge", "When the writer last committed (Unix time).",

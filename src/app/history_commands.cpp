@@ -29,11 +29,12 @@ struct HistoryOptions {
   ReportKind kind = ReportKind::sessions;
   std::string store_url, config_file;
   bool json = false, csv = false;
-  std::string at, from, to, step, window, pool, tenant, tz = "UTC";
+  std::string at, from, to, step, window, pool, tenant, instance, tz = "UTC";
   bool all = false;
   // Set for the options the command has, to tell "given" from "empty".
   CLI::Option *at_opt = nullptr, *from_opt = nullptr, *to_opt = nullptr, *step_opt = nullptr,
-              *window_opt = nullptr, *pool_opt = nullptr, *tenant_opt = nullptr;
+              *window_opt = nullptr, *pool_opt = nullptr, *tenant_opt = nullptr,
+              *instance_opt = nullptr;
 };
 
 const char* env_lookup(const char* name) { return std::getenv(name); }
@@ -151,6 +152,7 @@ std::string filters_text(const json::object& r) {
   std::string s;
   if (r.at("pool").is_string()) s += ", pool " + std::string(r.at("pool").as_string());
   if (r.at("tenant").is_string()) s += ", tenant " + std::string(r.at("tenant").as_string());
+  if (auto* i = r.if_contains("instance"); i && i->is_string()) s += ", instance " + std::string(i->as_string());
   return s;
 }
 
@@ -164,8 +166,8 @@ std::string duration_text(double seconds) {
 }
 
 std::string session_table(const json::array& sessions, bool with_accepted, std::string_view indent = "") {
-  std::vector<std::string> headers = {"RUN", "SESSION", "TENANT", "POOL", "PATH", "MODEL"};
-  std::vector<bool> right = {true, true, false, false, false, false};
+  std::vector<std::string> headers = {"INSTANCE", "RUN", "SESSION", "TENANT", "POOL", "PATH", "MODEL"};
+  std::vector<bool> right = {false, true, true, false, false, false, false};
   if (with_accepted) {
     headers.push_back("ACCEPTED");
     right.push_back(false);
@@ -175,7 +177,9 @@ std::string session_table(const json::array& sessions, bool with_accepted, std::
   Table t(headers, right);
   for (const auto& v : sessions) {
     const auto& s = v.as_object();
-    std::vector<std::string> row = {show_number(s.at("run_id")),  show_number(s.at("session_id")),
+    const auto* instance = s.if_contains("instance");
+    std::vector<std::string> row = {instance ? show_text(*instance) : "-",
+                                    show_number(s.at("run_id")),  show_number(s.at("session_id")),
                                     show_text(s.at("tenant")),    show_text(s.at("pool")),
                                     show_text(s.at("path")),      show_text(s.at("model"))};
     if (with_accepted) row.push_back(show_time(s.at("accepted_at")));
@@ -271,7 +275,7 @@ std::string usage_text(const json::object& r) {
 
 // Every field of a session, counters flattened, params last (as JSON).
 constexpr const char* kSessionCsvColumns[] = {
-    "run_id", "session_id", "request_id", "tenant", "pool", "path", "model", "client_address", "user_agent",
+    "run_id", "instance", "session_id", "request_id", "tenant", "pool", "path", "model", "client_address", "user_agent",
     "accepted_at", "admitted_at", "opened_at", "first_audio_at", "last_audio_at", "closed_at", "last_seen_at",
     "still_open", "close_code", "close_reason", "closed_by", "outcome", "outcome_reason", "client_messages",
     "client_bytes", "upstream_messages", "upstream_bytes", "audio_messages", "audio_bytes", "keep_alive",
@@ -353,6 +357,7 @@ int run_history(const HistoryOptions& o) {
   args.window = given(o.window_opt, o.window);
   args.pool = given(o.pool_opt, o.pool);
   args.tenant = given(o.tenant_opt, o.tenant);
+  args.instance = given(o.instance_opt, o.instance);
   args.tz = o.tz;
   args.all = o.all;
   history::ReportRequest request;
@@ -422,12 +427,15 @@ CLI::App* add_history_command(CLI::App& app, int& exit_code, ReportKind kind, co
 
 }  // namespace
 
-// --from, --to, --pool and --tenant, as every history command has them.
+// --from, --to, --pool, --tenant and --instance, as every history command has them.
 void add_range_options(CLI::App* cmd, HistoryOptions& o) {
   o.from_opt = cmd->add_option("--from", o.from, "Start of the range (inclusive)");
   o.to_opt = cmd->add_option("--to", o.to, "End of the range (exclusive; default now)");
   o.pool_opt = cmd->add_option("--pool", o.pool, "Only this pool");
   o.tenant_opt = cmd->add_option("--tenant", o.tenant, "Only this tenant's streams");
+  o.instance_opt = cmd->add_option("--instance", o.instance,
+                                   "Only the streams of this gateway (store.instance), of those sharing the store; "
+                                   "default: all of them");
 }
 
 void register_history_commands(CLI::App& app, int& exit_code) {

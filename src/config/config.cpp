@@ -1,5 +1,6 @@
 #include "config/config.hpp"
 
+#include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
 #include <fcntl.h>
@@ -425,12 +426,13 @@ Config Parser::read(const YAML::Node& root) {
       c.cluster.expected_instances = static_cast<int>(as_int(n, "cluster.expected_instances", 1, 10000));
   }
   if (auto store = root["store"]; store && !store.IsNull()) {
-    check_keys(store, "store", {"enabled", "data_dir", "url", "url_file", "heartbeat", "flush_interval", "queue_limit",
-                                "instance", "query_timeout", "retention"});
+    check_keys(store, "store", {"enabled", "data_dir", "url", "url_file", "heartbeat", "stale_after", "flush_interval",
+                                "queue_limit", "instance", "query_timeout", "retention"});
     if (auto n = store["enabled"]) c.store.enabled = as_bool(n, "store.enabled");
     if (auto n = store["data_dir"]) c.store.data_dir = as_string(n, "store.data_dir");
     if (auto v = secret(store, "store", "url")) c.store.url = *v;
     if (auto n = store["heartbeat"]) c.store.heartbeat = as_duration(n, "store.heartbeat");
+    if (auto n = store["stale_after"]) c.store.stale_after = as_duration(n, "store.stale_after");
     if (auto n = store["flush_interval"]) c.store.flush_interval = as_duration(n, "store.flush_interval");
     if (auto n = store["queue_limit"]) c.store.queue_limit = static_cast<std::size_t>(as_int(n, "store.queue_limit", 100, 10'000'000));
     if (auto n = store["instance"]) c.store.instance = as_string(n, "store.instance");
@@ -562,6 +564,11 @@ void validate(const Config& c) {
     throw ConfigError("client.handshake_timeout", "must be positive");
   if (c.relay.ping_interval <= Seconds(0)) throw ConfigError("relay.ping_interval", "must be positive");
   if (c.store.heartbeat <= Seconds(0)) throw ConfigError("store.heartbeat", "must be positive");
+  if (c.store.stale_after != Seconds(0) && c.store.stale_after < c.store.heartbeat * 3)
+    throw ConfigError("store.stale_after",
+                      fmt::format("must be at least three heartbeats ({:g} s), or a live gateway whose write is "
+                                  "late would be taken for dead",
+                                  (c.store.heartbeat * 3).count()));
   if (c.store.flush_interval <= Seconds(0)) throw ConfigError("store.flush_interval", "must be positive");
   if (c.store.retention.interval <= Seconds(0)) throw ConfigError("store.retention.interval", "must be positive");
   if (c.store.enabled && c.store.url.empty() && c.store.data_dir.empty())

@@ -148,6 +148,7 @@ struct StoreConfig {
   std::string data_dir = "sluice-data";
   std::string url;                   // file path, sqlite:<path> or postgres://…; default <data_dir>/history.db
   Seconds heartbeat{5};              // open rows' last activity is refreshed this often
+  Seconds stale_after{0};            // a gateway silent this long is dead; 0: max(6 heartbeats, 30 s)
   Seconds flush_interval{0.2};       // how often the writer commits a batch
   std::size_t queue_limit = 10000;   // events waiting for the writer beyond this are dropped (and counted)
   std::string instance;              // names this gateway in the runs table; default host:listen port

@@ -38,7 +38,8 @@ Recorder::Recorder(RecorderOptions options) : options_(std::move(options)) {
   record.pid = static_cast<int>(::getpid());
   record.started_at = now;
   run_id_ = store_->begin_run(record);
-  stats_.interrupted_at_start = store_->recover_interrupted(run_id_, options_.instance, now - options_.stale_after);
+  stats_.interrupted_at_start =
+      store_->recover_interrupted(run_id_, options_.instance, now - options_.stale_after);
   if (stats_.interrupted_at_start > 0)
     spdlog::warn("history: {} stream(s) of an earlier run were still open; marked interrupted at their last activity",
                  stats_.interrupted_at_start);
@@ -215,6 +216,7 @@ void Recorder::run() {
   auto next_heartbeat = now_us() + options_.heartbeat;
   auto next_retention = now_us();
   auto next_rollup = now_us();
+  auto next_sweep = now_us() + options_.stale_after / 4;
   Micros backoff = 0;
   std::uint64_t flushes_seen = 0;  // a failed pass leaves its flushes to the next, after the backoff
   for (;;) {
@@ -294,6 +296,23 @@ void Recorder::run() {
       } catch (const DbError& e) {
         next_rollup = now + 5'000'000;
         spdlog::warn("history: cannot update the concurrency rollup in {}: {}", where_, e.what());
+      }
+    }
+    if (ok && !stopping && now >= next_sweep) {
+      // Another gateway on this store that stopped heartbeating (kill -9, a
+      // lost machine): its open rows end at their last activity now, not at
+      // its next start, which may never come.
+      next_sweep = now + std::max<Micros>(options_.stale_after / 4, options_.heartbeat);
+      try {
+        if (auto n = store_->recover_interrupted(run_id_, std::nullopt, now - options_.stale_after); n > 0) {
+          spdlog::warn("history: {} stream(s) of a gateway silent for over {:g} s were still open; marked "
+                       "interrupted at their last activity",
+                       n, static_cast<double>(options_.stale_after) / 1e6);
+          std::lock_guard lock(mutex_);
+          stats_.interrupted_by_sweep += n;
+        }
+      } catch (const DbError& e) {
+        spdlog::warn("history: cannot look for silent gateways' open streams in {}: {}", where_, e.what());
       }
     }
     if (ok && now >= next_retention) {

@@ -40,7 +40,8 @@ struct RecorderOptions {
   std::size_t queue_limit = 10000;  // events waiting beyond this are dropped
   RetentionPolicy retention;
   Micros retention_interval = 3'600'000'000;
-  Micros stale_after = 60'000'000;  // a run silent this long is dead (its open rows are interrupted)
+  Micros stale_after = 60'000'000;  // a run silent this long is dead (its open rows are interrupted);
+                                    // checked at start and every stale_after / 4
 };
 
 // How a stream ended, beyond what its counters say.
@@ -63,6 +64,7 @@ struct RecorderStats {
   std::size_t live_sessions = 0;        // rows the heartbeat refreshes
   std::int64_t last_commit_us = 0;      // wall time of the last successful commit
   std::int64_t interrupted_at_start = 0;
+  std::int64_t interrupted_by_sweep = 0;  // other gateways' rows this one closed (they went silent)
   std::string last_error;
 };
 

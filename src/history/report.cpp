@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <set>
 #include <utility>
 
@@ -70,6 +71,7 @@ json::object header(const ReportRequest& r) {
   if (r.kind == ReportKind::peaks) o["window_seconds"] = static_cast<double>(r.step) / 1e6;
   o["pool"] = filter_json(r.pool);
   o["tenant"] = filter_json(r.tenant);
+  o["instance"] = filter_json(r.instance);
   if (r.kind == ReportKind::sessions && !r.at) o["include_unopened"] = r.include_unopened;
   return o;
 }
@@ -80,12 +82,28 @@ SessionQuery span_query(const ReportRequest& r) {
   q.to = r.to;
   q.pool = r.pool;
   q.tenant = r.tenant;
+  q.instance = r.instance;
   return q;
 }
 
+// Which gateway each run was, for the sessions' `instance`.
+class InstanceNames {
+ public:
+  explicit InstanceNames(Store& store) {
+    for (auto& run : store.runs()) names_.emplace(run.run_id, std::move(run.instance));
+  }
+  const std::string* of(std::int64_t run_id) const {
+    auto it = names_.find(run_id);
+    return it == names_.end() ? nullptr : &it->second;
+  }
+
+ private:
+  std::map<std::int64_t, std::string> names_;
+};
+
 // The sweep's pools; a pool asked for by name shows even without streams (at 0).
 std::vector<PoolConcurrency> sweep(Store& store, const ReportRequest& r, Micros origin, Micros now) {
-  auto pools = concurrency(store, r.from, r.to, origin, r.step, r.pool, r.tenant, now);
+  auto pools = concurrency(store, r.from, r.to, origin, r.step, r.pool, r.tenant, now, r.instance);
   if (r.pool && pools.empty()) {
     ConcurrencySweep empty(r.from, r.to, origin, r.step);
     Span none;
@@ -157,6 +175,8 @@ ReportRequest parse_report_request(ReportKind kind, const ReportArgs& a, Micros 
   }
   r.pool = a.pool;
   r.tenant = a.tenant;
+  if (a.instance && a.instance->empty()) throw QueryError(fmt::format("{}: expected an instance name", name("instance")));
+  r.instance = a.instance;
   r.include_unopened = a.all;
   if (kind == ReportKind::concurrency) {
     r.step = duration("step", a.step);
@@ -168,9 +188,10 @@ ReportRequest parse_report_request(ReportKind kind, const ReportArgs& a, Micros 
   return r;
 }
 
-json::object session_json(const SessionRecord& s, const Zone& zone, Micros now) {
+json::object session_json(const SessionRecord& s, const Zone& zone, Micros now, const std::string* instance) {
   json::object o;
   o["run_id"] = s.run_id;
+  o["instance"] = instance ? json::value(*instance) : json::value(nullptr);
   o["session_id"] = s.session_id;
   o["request_id"] = text_or_null(s.request_id);
   o["tenant"] = s.tenant;
@@ -219,16 +240,19 @@ json::object session_json(const SessionRecord& s, const Zone& zone, Micros now) 
 json::object sessions_report(Store& store, const ReportRequest& r, Micros now) {
   auto o = header(r);
   json::array list;
+  InstanceNames instances(store);
   SessionQuery q;
   q.pool = r.pool;
   q.tenant = r.tenant;
+  q.instance = r.instance;
   if (r.at) {
     // Open at T: opened_at <= T < closed_at; a stream still open counts up to now.
     q.from = *r.at;
     q.to = *r.at + 1;
     store.sessions(q, [&](SessionRecord&& s) {
       if (!s.opened_at || *s.opened_at > *r.at) return;
-      if (s.closed_at ? *r.at < *s.closed_at : *r.at <= now) list.push_back(session_json(s, r.zone, now));
+      if (s.closed_at ? *r.at < *s.closed_at : *r.at <= now)
+        list.push_back(session_json(s, r.zone, now, instances.of(s.run_id)));
     });
   } else {
     q.from = r.from;
@@ -241,7 +265,7 @@ json::object sessions_report(Store& store, const ReportRequest& r, Micros now) {
         span.end = s.closed_at.value_or(std::max(now, span.start));
         if (!meets(span, r.from, r.to)) return;
       }
-      list.push_back(session_json(s, r.zone, now));
+      list.push_back(session_json(s, r.zone, now, instances.of(s.run_id)));
     });
   }
   o["count"] = list.size();
@@ -275,6 +299,7 @@ json::object concurrency_report(Store& store, const ReportRequest& r, Micros now
 json::object peaks_report(Store& store, const ReportRequest& r, Micros now) {
   auto o = header(r);
   json::array pools;
+  InstanceNames instances(store);
   for (const auto& p : sweep(store, r, 0, now)) {
     json::object po;
     po["pool"] = p.pool;
@@ -293,8 +318,10 @@ json::object peaks_report(Store& store, const ReportRequest& r, Micros now) {
       q.from = p.peak_at;
       q.to = p.peak_at + 1;
       q.pool = p.pool;
+      q.instance = r.instance;
       store.sessions(q, [&](SessionRecord&& s) {
-        if (ids.count({s.run_id, s.session_id})) sessions.push_back(session_json(s, r.zone, now));
+        if (ids.count({s.run_id, s.session_id}))
+          sessions.push_back(session_json(s, r.zone, now, instances.of(s.run_id)));
       });
     }
     po["sessions"] = std::move(sessions);

@@ -22,7 +22,7 @@ std::string_view report_name(ReportKind kind);
 
 // A request as the user typed it: option or parameter values, unparsed.
 struct ReportArgs {
-  std::optional<std::string> at, from, to, step, window, pool, tenant, tz;
+  std::optional<std::string> at, from, to, step, window, pool, tenant, instance, tz;
   bool all = false;
 };
 
@@ -33,6 +33,7 @@ struct ReportRequest {
   Micros from = 0, to = 0;           // those meeting [from, to)
   Micros step = 0;                   // concurrency: the step; peaks: the window
   std::optional<std::string> pool, tenant;
+  std::optional<std::string> instance;  // one gateway of those sharing the store; none: the fleet
   bool include_unopened = false;     // sessions in a range: also never-opened rows
   Zone zone;
 };
@@ -54,7 +55,9 @@ boost::json::object peaks_report(Store& store, const ReportRequest& r, Micros no
 boost::json::object usage_report(Store& store, const ReportRequest& r, Micros now);
 boost::json::object run_report(Store& store, const ReportRequest& r, Micros now);
 
-// One stored session as the reports show it.
-boost::json::object session_json(const SessionRecord& s, const Zone& zone, Micros now);
+// One stored session as the reports show it; `instance` names the gateway
+// that served it (the run's), when known.
+boost::json::object session_json(const SessionRecord& s, const Zone& zone, Micros now,
+                                 const std::string* instance = nullptr);
 
 }  // namespace sluice::history

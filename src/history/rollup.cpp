@@ -181,9 +181,11 @@ std::vector<Change> decode_changes(std::string_view text, Micros minute) {
 
 std::vector<PoolConcurrency> concurrency_by_sweep(Store& store, Micros from, Micros to, Micros origin, Micros size,
                                                   const std::optional<std::string>& pool,
-                                                  const std::optional<std::string>& tenant, Micros now) {
+                                                  const std::optional<std::string>& tenant, Micros now,
+                                                  const std::optional<std::string>& instance) {
   ConcurrencySweep sweep(from, to, origin, size);
-  store.spans({.from = from, .to = to, .pool = pool, .tenant = tenant}, now, [&](Span&& s) { sweep.add(s); });
+  store.spans({.from = from, .to = to, .pool = pool, .tenant = tenant, .instance = instance}, now,
+              [&](Span&& s) { sweep.add(s); });
   return sweep.finish();
 }
 
@@ -253,8 +255,9 @@ PoolConcurrency evaluate(const std::string& name, const std::vector<Piece>& piec
 
 std::vector<PoolConcurrency> concurrency(Store& store, Micros from, Micros to, Micros origin, Micros size,
                                          const std::optional<std::string>& pool,
-                                         const std::optional<std::string>& tenant, Micros now) {
-  if (tenant) return concurrency_by_sweep(store, from, to, origin, size, pool, tenant, now);
+                                         const std::optional<std::string>& tenant, Micros now,
+                                         const std::optional<std::string>& instance) {
+  if (tenant || instance) return concurrency_by_sweep(store, from, to, origin, size, pool, tenant, now, instance);
   // Checks the range and the number of windows as the sweep does.
   { ConcurrencySweep check(from, to, origin, size); }
   std::vector<PoolConcurrency> out;

@@ -86,14 +86,17 @@ std::vector<Change> decode_changes(std::string_view text, Micros minute);
 // Concurrency per pool over [from, to) in windows of `size` aligned to
 // `origin`: the same answer as ConcurrencySweep over store.spans(), from the
 // rollup where it covers the range and from the spans where it does not.
-// With a tenant it is the sweep (the rollup counts whole pools).
+// With a tenant or an instance it is the sweep (the rollup counts whole
+// pools, every gateway sharing the store together).
 std::vector<PoolConcurrency> concurrency(Store& store, Micros from, Micros to, Micros origin, Micros size,
                                          const std::optional<std::string>& pool,
-                                         const std::optional<std::string>& tenant, Micros now);
+                                         const std::optional<std::string>& tenant, Micros now,
+                                         const std::optional<std::string>& instance = std::nullopt);
 
 // The sweep alone, for comparison and for what the rollup does not answer.
 std::vector<PoolConcurrency> concurrency_by_sweep(Store& store, Micros from, Micros to, Micros origin, Micros size,
                                                   const std::optional<std::string>& pool,
-                                                  const std::optional<std::string>& tenant, Micros now);
+                                                  const std::optional<std::string>& tenant, Micros now,
+                                                  const std::optional<std::string>& instance = std::nullopt);
 
 }  // namespace sluice::history

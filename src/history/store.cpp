@@ -367,12 +367,16 @@ void Store::end_run(std::int64_t run_id, Micros at) {
   });
 }
 
-std::int64_t Store::recover_interrupted(std::int64_t self, const std::string& instance, Micros stale_before) {
+std::int64_t Store::recover_interrupted(std::int64_t self, const std::optional<std::string>& instance,
+                                        Micros stale_before) {
   std::int64_t n = 0;
   transaction(*db_, [&] {
+    // A restart's own predecessors are dead whenever it last heard of them.
+    // A run whose end is recorded is over; its rows still open are what its
+    // last write left.
     const char* dead_runs =
         "SELECT run_id FROM runs WHERE run_id <> ? AND (stopped_at IS NOT NULL OR instance = ? OR last_seen_at < ?)";
-    std::array<Value, 3> p{self, instance, stale_before};
+    std::array<Value, 3> p{self, instance ? Value(*instance) : Value(nullptr), stale_before};
     // The longest of the intervals about to be closed, so the overlap query's
     // bound covers them (from the still-open rows alone, not a scan of every
     // row).
@@ -434,7 +438,9 @@ void Store::write(const WriteBatch& batch) {
     }
     if (batch.run_seen) {
       std::array<Value, 2> p{batch.run_seen->second, batch.run_seen->first};
-      db_->run("UPDATE runs SET last_seen_at = ? WHERE run_id = ?", p);
+      // A run taken for dead (its writer stalled past stale_after while
+      // others swept) is alive again: its heartbeat rewrites its open rows.
+      db_->run("UPDATE runs SET last_seen_at = ?, stopped_at = NULL WHERE run_id = ?", p);
     }
   });
 }
@@ -456,6 +462,10 @@ std::pair<std::string, std::vector<Value>> overlap_query(Connection& db, const c
   if (q.tenant) {
     filter += " AND tenant = ?";
     extra.emplace_back(*q.tenant);
+  }
+  if (q.instance) {
+    filter += " AND run_id IN (SELECT run_id FROM runs WHERE instance = ?)";
+    extra.emplace_back(*q.instance);
   }
   auto sql = fmt::format(
       "SELECT {0} FROM sessions WHERE opened_at >= ? AND opened_at < ? AND closed_at IS NOT NULL "

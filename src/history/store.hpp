@@ -27,6 +27,7 @@ struct WriteBatch {
 struct SessionQuery {
   Micros from = 0, to = 0;                // rows whose interval meets [from, to]
   std::optional<std::string> pool, tenant;
+  std::optional<std::string> instance;    // only the streams of this gateway's runs
   bool include_unopened = false;          // also refused / never-opened rows accepted in the range
 };
 
@@ -54,9 +55,12 @@ class Store {
   std::int64_t begin_run(const RunRecord& run);
   void end_run(std::int64_t run_id, Micros at);
   // Marks every still-open row of a dead run `interrupted`, ending at its last
-  // known activity: runs of the same instance other than `self`, and runs of
-  // any instance not seen since `stale_before`. Returns the rows marked.
-  std::int64_t recover_interrupted(std::int64_t self, const std::string& instance, Micros stale_before);
+  // known activity: runs of `instance` (a restart's predecessors) other than
+  // `self`, when given, and runs of any instance not seen since
+  // `stale_before`. Returns the rows marked. Gateways sharing a store run it
+  // now and then, so a killed instance's rows are closed by a survivor.
+  std::int64_t recover_interrupted(std::int64_t self, const std::optional<std::string>& instance,
+                                   Micros stale_before);
 
   void write(const WriteBatch& batch);  // in one transaction; throws DbError
 

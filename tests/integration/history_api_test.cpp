@@ -125,6 +125,69 @@ TEST(HistoryApi, PeaksConcurrencyAndUsageMatchTheCommandLine) {
   EXPECT_EQ(counts, (std::vector<int>{2, 3, 2, 2, 2, 3}));
 }
 
+// Gateways sharing one store: the answers are the fleet's, and one
+// instance's on request; every session names the gateway that served it.
+TEST(HistoryApi, AFleetsHistoryTogetherAndPerInstance) {
+  HistoryData data("history-api-fleet", false);
+  {
+    history::Store store(data.db);
+    auto b = store.begin_run({.instance = "gw-b", .version = "test", .pid = 2, .started_at = utc_time(1, 11, 0)});
+    history::WriteBatch batch;
+    batch.sessions.push_back(
+        HistoryData::session(2001, "acme", "streaming", "/v1/listen", utc_time(1, 12, 4), utc_time(1, 12, 9)));
+    batch.sessions.push_back(
+        HistoryData::session(2002, "acme", "streaming", "/v1/listen", utc_time(1, 12, 6), utc_time(1, 12, 30)));
+    for (auto& row : batch.sessions) row.run_id = b;
+    store.write(batch);
+    store.end_run(b, utc_time(2, 0, 0));
+  }
+  Stack s({}, with_store(data.db));
+  auto at = get_json(s.admin_port(), "/api/v1/history/sessions?at=2025-03-01T12:06:00Z");
+  EXPECT_EQ(session_ids(at.at("sessions")), (std::vector<std::int64_t>{1001, 1002, 2001, 1004, 2002}));
+  EXPECT_EQ(at.at("instance"), nullptr);
+  for (const auto& v : at.at("sessions").as_array())
+    EXPECT_EQ(v.at("instance"), v.at("session_id").as_int64() > 2000 ? "gw-b" : "history-test") << v;
+  auto b_only = get_json(s.admin_port(), "/api/v1/history/sessions?at=2025-03-01T12:06:00Z&instance=gw-b");
+  EXPECT_EQ(session_ids(b_only.at("sessions")), (std::vector<std::int64_t>{2001, 2002}));
+  EXPECT_EQ(b_only.at("instance"), "gw-b");
+
+  const std::string range = "from=2025-03-01T11:00:00Z&to=2025-03-01T13:00:00Z&window=10m&pool=streaming";
+  auto fleet = get_json(s.admin_port(), "/api/v1/history/peaks?" + range);
+  const auto& fp = fleet.at("pools").as_array()[0];
+  EXPECT_EQ(fp.at("peak"), 5);
+  EXPECT_EQ(fp.at("peak_at"), "2025-03-01T12:06:00.000Z");
+  auto mine = get_json(s.admin_port(), "/api/v1/history/peaks?" + range + "&instance=history-test");
+  const auto& mp = mine.at("pools").as_array()[0];
+  EXPECT_EQ(mp.at("peak"), 3);
+  EXPECT_EQ(mp.at("peak_at"), "2025-03-01T12:05:00.000Z");
+  EXPECT_EQ(session_ids(mp.at("sessions")), (std::vector<std::int64_t>{1001, 1002, 1004}));
+  auto theirs = get_json(s.admin_port(), "/api/v1/history/peaks?" + range + "&instance=gw-b");
+  EXPECT_EQ(theirs.at("pools").as_array()[0].at("peak"), 2);
+  EXPECT_EQ(session_ids(theirs.at("pools").as_array()[0].at("sessions")), (std::vector<std::int64_t>{2001, 2002}));
+
+  // The command line's answer is the same, per instance too.
+  history::ReportArgs series;
+  series.from = "2025-03-01T11:58:00Z";
+  series.to = "2025-03-01T12:10:00Z";
+  series.step = "2m";
+  series.instance = "gw-b";
+  auto c = get_json(s.admin_port(),
+                    "/api/v1/history/concurrency?from=2025-03-01T11:58:00Z&to=2025-03-01T12:10:00Z&step=2m&instance=gw-b");
+  EXPECT_EQ(util::json_text(c), util::json_text(report(data.db, history::ReportKind::concurrency, series)));
+  std::vector<std::int64_t> maxima;
+  for (const auto& pt : c.at("pools").as_array()[0].at("points").as_array()) maxima.push_back(pt.at("max").as_int64());
+  EXPECT_EQ(maxima, (std::vector<std::int64_t>{0, 0, 0, 1, 2, 2}));
+  auto u = get_json(s.admin_port(), "/api/v1/history/usage?from=2025-03-01&to=2025-03-02&instance=gw-b");
+  EXPECT_EQ(u.at("totals").at("sessions"), 2);
+  auto all = get_json(s.admin_port(), "/api/v1/history/usage?from=2025-03-01&to=2025-03-02");
+  EXPECT_EQ(all.at("totals").at("sessions"), 8);
+  auto none = get_json(s.admin_port(), "/api/v1/history/usage?from=2025-03-01&to=2025-03-02&instance=gw-z");
+  EXPECT_EQ(none.at("totals").at("sessions"), 0);
+  auto empty = get_json(s.admin_port(), "/api/v1/history/usage?from=2025-03-01&instance=", 400);
+  EXPECT_NE(std::string(empty.at("message").as_string()).find("instance: expected an instance name"), std::string::npos)
+      << empty;
+}
+
 TEST(HistoryApi, BadParametersAre400WithWhatWasExpected) {
   HistoryData data("history-api-bad", false);
   Stack s({}, with_store(data.db));

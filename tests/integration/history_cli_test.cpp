@@ -111,7 +111,10 @@ TEST_F(HistoryCli, SessionsAtInTableAndCsvForms) {
   auto ls = lines(t.out);
   ASSERT_EQ(ls.size(), 4u) << t.out;  // heading, column names, two sessions
   EXPECT_TRUE(contains(ls[0], "Sessions open at 2025-03-01 12:00:00.000 (zone UTC): 2")) << ls[0];
-  EXPECT_TRUE(contains(ls[1], "RUN") && contains(ls[1], "OPENED") && contains(ls[1], "OUTCOME")) << ls[1];
+  EXPECT_TRUE(contains(ls[1], "INSTANCE") && contains(ls[1], "RUN") && contains(ls[1], "OPENED") &&
+              contains(ls[1], "OUTCOME"))
+      << ls[1];
+  EXPECT_TRUE(contains(ls[2], "history-test")) << ls[2];
   EXPECT_TRUE(contains(ls[2], "1001") && contains(ls[2], "2025-03-01 11:50:00.000")) << ls[2];
   EXPECT_TRUE(contains(ls[3], "1002") && contains(ls[3], "globex") && contains(ls[3], "1000 by client")) << ls[3];
   EXPECT_FALSE(contains(t.out, "1003"));
@@ -120,10 +123,11 @@ TEST_F(HistoryCli, SessionsAtInTableAndCsvForms) {
   ASSERT_EQ(c.status, 0) << c.err;
   auto rows = lines(c.out);
   ASSERT_EQ(rows.size(), 3u) << c.out;
-  EXPECT_TRUE(rows[0].starts_with("run_id,session_id,request_id,tenant,pool,path,model,")) << rows[0];
-  EXPECT_TRUE(rows[1].starts_with(std::to_string(data_->run_id) + ",1001,req-1001,acme,streaming,/v1/listen,nova-3,"))
+  EXPECT_TRUE(rows[0].starts_with("run_id,instance,session_id,request_id,tenant,pool,path,model,")) << rows[0];
+  EXPECT_TRUE(rows[1].starts_with(std::to_string(data_->run_id) +
+                                  ",history-test,1001,req-1001,acme,streaming,/v1/listen,nova-3,"))
       << rows[1];
-  EXPECT_TRUE(rows[2].starts_with(std::to_string(data_->run_id) + ",1002,req-1002,globex,")) << rows[2];
+  EXPECT_TRUE(rows[2].starts_with(std::to_string(data_->run_id) + ",history-test,1002,req-1002,globex,")) << rows[2];
   // A field with a comma and quotes is quoted, its quotes doubled.
   EXPECT_TRUE(contains(rows[1], R"("history-test, ""quoted""")")) << rows[1];
   EXPECT_TRUE(contains(rows[1], ",2025-03-01T11:50:00.000Z,")) << rows[1];

@@ -888,6 +888,57 @@ TEST_P(HistoryStoreTest, RecoverInterruptedClosesOnlyRowsOfDeadRunsAtTheirLastSi
   EXPECT_EQ(store->recover_interrupted(self, "gw:8080", T - kHour), 0);
 }
 
+TEST_P(HistoryStoreTest, ASurvivorsSweepClosesOnlySilentGatewaysRowsAndALateOneComesBack) {
+  auto store = open();
+  auto killed = store->begin_run({.instance = "gw-a", .started_at = T - kHour});
+  auto alive = store->begin_run({.instance = "gw-b", .started_at = T - kHour});
+  auto self = store->begin_run({.instance = "gw-c", .started_at = T - kHour});
+  auto restarted_twin = store->begin_run({.instance = "gw-c", .started_at = T - kHour});  // same name, alive
+  WriteBatch seen;
+  for (auto [run, at] : {std::pair{killed, T - kMin}, {alive, T - kS}, {restarted_twin, T - kS}}) {
+    seen.run_seen = std::make_pair(run, at);
+    store->write(seen);
+  }
+  auto open_row = [](std::int64_t run, std::int64_t id, Micros last_seen) {
+    auto s = session(run, id, T - 10 * kMin, std::nullopt);
+    s.last_seen_at = last_seen;
+    return s;
+  };
+  write_sessions(*store, {open_row(killed, 1, T - kMin), open_row(alive, 1, T - kS), open_row(restarted_twin, 1, T - kS),
+                          open_row(self, 1, T)});
+  // The sweep names no instance: only silence counts.
+  EXPECT_EQ(store->recover_interrupted(self, std::nullopt, T - 30 * kS), 1);
+  std::map<Key, SessionRecord> rows;
+  auto read = [&] {
+    rows.clear();
+    store->sessions({.from = 0, .to = T + kDay}, [&](SessionRecord&& r) { rows[{r.run_id, r.session_id}] = std::move(r); });
+  };
+  auto row = [&](std::int64_t run) -> SessionRecord& { return rows[Key{run, 1}]; };
+  read();
+  EXPECT_EQ(row(killed).outcome, Outcome::interrupted);
+  EXPECT_EQ(row(killed).closed_at, T - kMin);
+  EXPECT_EQ(row(alive).outcome, Outcome::open);
+  EXPECT_EQ(row(restarted_twin).outcome, Outcome::open);
+  EXPECT_EQ(row(self).outcome, Outcome::open);
+  EXPECT_EQ(store->recover_interrupted(self, std::nullopt, T - 30 * kS), 0);
+
+  // A gateway that was only late (its writer stalled) heartbeats again: its
+  // run is alive, its open row is written whole again, and the next sweep
+  // leaves it alone.
+  seen.run_seen = std::make_pair(killed, T + kS);
+  store->write(seen);
+  write_sessions(*store, {open_row(killed, 1, T + kS)});
+  EXPECT_EQ(store->recover_interrupted(self, std::nullopt, T - 30 * kS), 0);
+  read();
+  EXPECT_EQ(row(killed).outcome, Outcome::open);
+  EXPECT_FALSE(row(killed).closed_at);
+  for (auto& r : store->runs()) {
+    if (r.run_id == killed) {
+      EXPECT_FALSE(r.stopped_at);
+    }
+  }
+}
+
 // --- Random rows against brute force ----------------------------------------------
 
 TEST_P(HistoryStoreTest, RandomRowsMatchABruteForceOverlapAndSweep) {

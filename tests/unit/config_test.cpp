@@ -408,3 +408,11 @@ TEST(ConfigCluster, RefusesWhatCannotWork) {
   e = error_of([] { parse_config("cluster:\n  redis: redis://h\n"); });
   EXPECT_EQ(e.line(), 2);
 }
+
+TEST(ConfigStore, StaleAfterIsAtLeastThreeHeartbeats) {
+  EXPECT_EQ(parse_config("").store.stale_after, sluice::config::Seconds(0));  // the gateway's default
+  EXPECT_EQ(parse_config("store:\n  heartbeat: 1s\n  stale_after: 3s\n").store.stale_after, sluice::config::Seconds(3));
+  auto e = error_of([] { parse_config("store:\n  heartbeat: 5s\n  stale_after: 10s\n"); });
+  EXPECT_EQ(e.key(), "store.stale_after");
+  EXPECT_NE(std::string(e.what()).find("15 s"), std::string::npos) << e.what();
+}
