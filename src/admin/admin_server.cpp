@@ -16,6 +16,7 @@
 #include <boost/url/parse.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <limits>
@@ -29,6 +30,7 @@
 #include "admin/metrics.hpp"
 #include "admin/sessions_json.hpp"
 #include "admission/controller.hpp"
+#include "cluster/fleet_reader.hpp"
 #include "events/event_log.hpp"
 #include "history/timespec.hpp"
 #include "net/listener.hpp"
@@ -192,6 +194,22 @@ class Handler {
       if (ec != std::errc() || p != id_text.data() + id_text.size())
         return error_response(req, http::status::bad_request, "bad_request",
                               "session id must be a number, got '" + std::string(id_text) + "'");
+      // Another instance's session (cluster mode): ?instance=NAME.
+      std::string instance;
+      for (auto p : url->params())
+        if (p.key == "instance") instance = p.value;
+        else
+          return error_response(req, http::status::bad_request, "bad_request",
+                                "unknown parameter '" + p.key + "' (known: instance)");
+      if (!instance.empty() && instance != deps_.instance) {
+        if (!deps_.fleet)
+          return error_response(req, http::status::bad_request, "bad_request",
+                                "instance=" + instance + " names another gateway, and cluster mode is off "
+                                "(cluster.redis_url)");
+        if (req.method() == http::verb::get) return remote_session(req, instance, id);
+        if (req.method() == http::verb::delete_) return end_remote_session(req, instance, id);
+        return method_not_allowed(req, "GET, DELETE");
+      }
       auto entry = deps_.registry->find(id);
       if (!entry)
         return error_response(req, http::status::not_found, "not_found",
@@ -202,6 +220,7 @@ class Handler {
         bool relaying = entry->request_end();
         json::object o;
         o["id"] = id;
+        if (deps_.fleet) o["instance"] = deps_.instance;
         // A stream still queued or connecting ends as soon as it opens.
         o["status"] = relaying ? "closing" : "closing_when_open";
         return json_response(req, http::status::accepted, o);
@@ -210,6 +229,7 @@ class Handler {
     }
     if (path == "/api/v1/pools") {
       if (req.method() != http::verb::get) return method_not_allowed(req, "GET");
+      if (deps_.fleet) return fleet_pools(req);
       return json_response(req, http::status::ok, pools_json());
     }
     constexpr std::string_view pools_prefix = "/api/v1/pools/";
@@ -366,10 +386,19 @@ class Handler {
     return res;
   }
 
-  Response list_sessions(const Request& req, const boost::urls::url_view& url) {
+  Routed list_sessions(const Request& req, const boost::urls::url_view& url) {
     registry::SessionFilter f;
+    bool cluster = false;
     for (auto p : url.params()) {
-      if (p.key == "tenant") f.tenant = p.value;
+      if (p.key == "scope") {
+        if (p.value != "local" && p.value != "cluster")
+          return error_response(req, http::status::bad_request, "bad_request",
+                                "scope must be local (this gateway) or cluster (the fleet); got '" + p.value + "'");
+        cluster = p.value == "cluster";
+        if (cluster && !deps_.fleet)
+          return error_response(req, http::status::bad_request, "bad_request",
+                                "scope=cluster needs cluster mode (cluster.redis_url); this gateway runs alone");
+      } else if (p.key == "tenant") f.tenant = p.value;
       else if (p.key == "pool") f.pool = p.value;
       else if (p.key == "path") f.path = p.value;
       else if (p.key == "state") {
@@ -386,9 +415,10 @@ class Handler {
         f.idle_for = v;
       } else {
         return error_response(req, http::status::bad_request, "bad_request",
-                              "unknown filter '" + p.key + "' (known: tenant, pool, path, state, idle_for)");
+                              "unknown filter '" + p.key + "' (known: scope, tenant, pool, path, state, idle_for)");
       }
     }
+    if (cluster) return fleet_sessions(req, f);
     auto now = registry::mono_ns();
     json::array sessions;
     for (const auto& e : deps_.registry->list(f)) sessions.push_back(session_json(*deps_.registry, *e, now));
@@ -396,6 +426,166 @@ class Handler {
     o["count"] = sessions.size();
     o["sessions"] = std::move(sessions);
     return json_response(req, http::status::ok, o);
+  }
+
+  // --- The fleet view (cluster mode), on the query threads: Redis is asked
+  // there, never on the I/O thread. Redis out of reach is a 503.
+
+  static Request head_of(const Request& req) {
+    Request head{http::verb::get, "", req.version()};
+    head.keep_alive(req.keep_alive());
+    return head;
+  }
+
+  static Response fleet_unavailable(const Request& head, const std::exception& e) {
+    return error_response(head, http::status::service_unavailable, "cluster_unavailable",
+                          std::string("the fleet's Redis cannot be asked: ") + e.what());
+  }
+
+  // A published session (JSON) passes the list's filters.
+  static bool matches(const json::object& s, const registry::SessionFilter& f) {
+    auto text = [&](const char* key) -> std::string {
+      const auto* v = s.if_contains(key);
+      return v && v->is_string() ? std::string(v->as_string()) : std::string();
+    };
+    if (f.tenant && text("tenant") != *f.tenant) return false;
+    if (f.pool && text("pool") != *f.pool) return false;
+    if (f.path && text("path") != *f.path) return false;
+    if (f.state && text("state") != *f.state) return false;
+    if (f.idle_for) {
+      const auto* idle = s.if_contains("idle_seconds");
+      if (!idle || !idle->is_number() || idle->to_number<double>() < *f.idle_for) return false;
+    }
+    return true;
+  }
+
+  Routed fleet_sessions(const Request& req, registry::SessionFilter f) {
+    return Job([this, head = head_of(req), f = std::move(f)] {
+      try {
+        auto published = deps_.fleet->sessions();
+        json::array sessions, instances;
+        auto add_instance = [&](const std::string& name, std::size_t n, double age) {
+          json::object i;
+          i["instance"] = name;
+          i["sessions"] = n;
+          i["age_seconds"] = age;
+          instances.push_back(std::move(i));
+        };
+        // This instance's own, live rather than as last published.
+        auto now = registry::mono_ns();
+        std::size_t mine = 0;
+        for (const auto& e : deps_.registry->list(f)) {
+          auto o = session_json(*deps_.registry, *e, now);
+          o["instance"] = deps_.instance;
+          sessions.push_back(std::move(o));
+          ++mine;
+        }
+        add_instance(deps_.instance, mine, 0);
+        for (const auto& p : published) {
+          if (p.instance == deps_.instance) continue;
+          boost::system::error_code ec;
+          auto list = json::parse(p.sessions_json, ec);
+          if (ec || !list.is_array()) continue;
+          std::size_t n = 0;
+          for (auto& v : list.as_array()) {
+            if (!v.is_object() || !matches(v.as_object(), f)) continue;
+            auto o = std::move(v.as_object());
+            o["instance"] = p.instance;
+            sessions.push_back(std::move(o));
+            ++n;
+          }
+          add_instance(p.instance, n, static_cast<double>(p.age_ms) / 1000.0);
+        }
+        json::object o;
+        o["scope"] = "cluster";
+        o["count"] = sessions.size();
+        o["sessions"] = std::move(sessions);
+        o["instances"] = std::move(instances);
+        return json_response(head, http::status::ok, o);
+      } catch (const std::exception& e) {
+        return fleet_unavailable(head, e);
+      }
+    });
+  }
+
+  Routed remote_session(const Request& req, const std::string& instance, registry::SessionId id) {
+    return Job([this, head = head_of(req), instance, id] {
+      try {
+        for (const auto& p : deps_.fleet->sessions()) {
+          if (p.instance != instance) continue;
+          boost::system::error_code ec;
+          auto list = json::parse(p.sessions_json, ec);
+          if (ec || !list.is_array()) break;
+          for (auto& v : list.as_array()) {
+            const auto* sid = v.is_object() ? v.as_object().if_contains("id") : nullptr;
+            if (!sid || !sid->is_number() || sid->to_number<registry::SessionId>() != id) continue;
+            auto o = std::move(v.as_object());
+            o["instance"] = instance;
+            return json_response(head, http::status::ok, o);
+          }
+          return error_response(head, http::status::not_found, "not_found",
+                                "no open session " + std::to_string(id) + " on instance '" + instance + "'");
+        }
+        return error_response(head, http::status::not_found, "not_found",
+                              "no instance '" + instance + "' publishes its sessions to the fleet");
+      } catch (const std::exception& e) {
+        return fleet_unavailable(head, e);
+      }
+    });
+  }
+
+  Routed end_remote_session(const Request& req, const std::string& instance, registry::SessionId id) {
+    return Job([this, head = head_of(req), instance, id] {
+      try {
+        if (deps_.fleet->end_session(instance, std::to_string(id)) == 0)
+          return error_response(head, http::status::not_found, "not_found",
+                                "no instance '" + instance + "' is listening in the fleet");
+        json::object o;
+        o["id"] = id;
+        o["instance"] = instance;
+        // That instance ends it as DELETE there would: gracefully, or as
+        // soon as it opens; an id it does not hold is ignored there.
+        o["status"] = "requested";
+        return json_response(head, http::status::accepted, o);
+      } catch (const std::exception& e) {
+        return fleet_unavailable(head, e);
+      }
+    });
+  }
+
+  // This instance's pools, each with the fleet's use of it: leases in the
+  // fleet, per instance, and places on the fleet's wait list. Redis out of
+  // reach leaves "fleet" null, with the reason, rather than no answer.
+  Routed fleet_pools(const Request& req) {
+    return Job([this, head = head_of(req)] {
+      auto o = pools_json();
+      std::vector<std::string> names;
+      for (const auto& p : o.at("pools").as_array()) names.emplace_back(p.at("name").as_string());
+      try {
+        auto use = deps_.fleet->pools(names);
+        int total = 0;
+        for (auto& p : o.at("pools").as_array()) {
+          const auto name = std::string(p.at("name").as_string());
+          auto it = std::find_if(use.begin(), use.end(), [&](const auto& u) { return u.pool == name; });
+          if (it == use.end()) continue;
+          json::object fleet, by;
+          fleet["in_use"] = it->in_use;
+          fleet["waiting"] = it->waiting;
+          fleet["effective_limit"] = it->lowered_limit ? json::value(*it->lowered_limit) : p.at("limit");
+          for (const auto& [instance, n] : it->by_instance) by[instance] = n;
+          fleet["instances"] = std::move(by);
+          p.as_object()["fleet"] = std::move(fleet);
+          total += it->in_use;
+        }
+        o["fleet_leases"] = total;
+      } catch (const std::exception& e) {
+        for (auto& p : o.at("pools").as_array()) p.as_object()["fleet"] = nullptr;
+        o["fleet_leases"] = nullptr;
+        o["fleet_error"] = std::string("the fleet's Redis cannot be asked: ") + e.what();
+      }
+      o["instance"] = deps_.instance;
+      return json_response(head, http::status::ok, o);
+    });
   }
 
   Routed history_request(const Request& req, const boost::urls::url_view& url, const std::string& endpoint) {

@@ -31,6 +31,9 @@ class EventLog;
 namespace sluice::history {
 class Recorder;
 }
+namespace sluice::cluster {
+class FleetReader;
+}
 
 namespace sluice::admin {
 
@@ -56,6 +59,11 @@ struct AdminDeps {
   // says it is degraded).
   std::function<ClusterFigures()> cluster_figures;
   bool refuse_without_redis = false;
+  // Cluster mode: the fleet view (scope=cluster, another instance's
+  // sessions, fleet totals on /api/v1/pools), read on the query threads; and
+  // this instance's name in the fleet.
+  std::shared_ptr<cluster::FleetReader> fleet;
+  std::string instance;
 };
 
 // Where history queries run, off the I/O threads: two threads, and a bound on

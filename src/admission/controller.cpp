@@ -79,6 +79,7 @@ struct ControllerState : std::enable_shared_from_this<ControllerState> {
   std::map<std::string, TenantPolicy> tenants;         // guarded by mutex
   config::Retry429Config retry;                        // guarded by mutex
   bool closed = false;                                 // guarded by mutex
+  bool shared_limit = false;                           // guarded by mutex; cluster mode
   int leases = 0;  // held in all pools, including removed ones; guarded by mutex
   int legs = 0;    // upstream legs connecting or open; guarded by mutex
   long long no_pool_refused = 0;  // guarded by mutex
@@ -501,6 +502,8 @@ FleetTerms Controller::fleet_terms(const std::string& pool, const std::string& t
   out.effective_limit = p.effective_limit;
   out.cooling = p.cooling(SteadyClock::now());
   out.queue_timeout = p.config.queue_timeout;
+  out.max_queue = p.config.max_queue;
+  out.closed = state_->closed;
   if (auto t = state_->tenants.find(tenant); t != state_->tenants.end()) out.priority = t->second.priority;
   if (const auto* q = state_->quota(tenant, pool)) out.tenant_max = q->max;
   for (const auto& [name, policy] : state_->tenants) {
@@ -525,7 +528,7 @@ Upstream429Decision Controller::on_upstream_429(const Lease& lease, int attempt)
     std::optional<SteadyClock::duration> bound;
     if (k >= 1) bound = p.releases.on_refusal(now, k);
     d.explained = bound.has_value();
-    if (!d.explained) {
+    if (!d.explained && !state_->shared_limit) {
       // Nothing the gateway released explains it: the vendor holds fewer of
       // ours than the limit allows. Admit no more than it holds open.
       p.effective_limit = std::clamp(p.upstream_open, 1, p.effective_limit);
@@ -752,6 +755,24 @@ void Controller::count_refusal(const std::string& pool, std::string_view reason)
   auto r = state_->unpooled_refused.find(reason);
   if (r == state_->unpooled_refused.end()) r = state_->unpooled_refused.emplace(std::string(reason), 0).first;
   ++r->second;
+}
+
+void Controller::share_effective_limit(bool shared) {
+  std::lock_guard lock(state_->mutex);
+  state_->shared_limit = shared;
+}
+
+AdmitResult Controller::refuse(const std::string& pool, const std::string& tenant, Refusal r) {
+  std::lock_guard lock(state_->mutex);
+  auto it = state_->pools.find(pool);
+  if (it == state_->pools.end()) {
+    AdmitResult out;
+    out.refusal = r;
+    out.pool = pool;
+    return out;
+  }
+  it->second->refused(r);
+  return describe(*state_, *it->second, tenant, r);
 }
 
 std::map<std::string, long long> Controller::unpooled_refusals() const {

@@ -172,6 +172,8 @@ struct FleetTerms {
   int cooling = 0;
   std::vector<std::pair<std::string, int>> reservations;  // every tenant's in the pool
   config::Seconds queue_timeout{0};
+  int max_queue = 0;
+  bool closed = false;  // shutting down: the pool admits nothing more
 };
 
 struct PoolStatus {
@@ -247,6 +249,13 @@ class Controller {
   // unknown request, no credentials) or after admission (the vendor failed
   // the handshake). Refusals are rare; this takes the controller's lock.
   void count_refusal(const std::string& pool, std::string_view reason);
+  // A refusal decided outside the pool's own queue (cluster mode: by the
+  // fleet), described as the pool stands and counted.
+  AdmitResult refuse(const std::string& pool, const std::string& tenant, Refusal r);
+  // Cluster mode: the vendor counts the fleet's streams, so an unexplained
+  // upstream 429 lowers the fleet's effective limit (in Redis), not this
+  // instance's, which only counts its own.
+  void share_effective_limit(bool shared);
   // Refusals before a pool was chosen, by reason, no_pool included.
   std::map<std::string, long long> unpooled_refusals() const;
 

@@ -143,27 +143,49 @@ std::string seconds(double s) {
   return fmt::format("{}h{:02}m", static_cast<long>(s) / 3600, static_cast<long>(s) % 3600 / 60);
 }
 
+// In cluster mode each pool also shows the fleet's leases, its wait list and
+// the leases per instance.
 std::string pools_table(const json::value& answer) {
-  std::string out = fmt::format("{:<16} {:>6} {:>6} {:>9} {:>6} {:>7} {:>9} {:>9}\n", "POOL", "IN USE", "LIMIT",
+  const bool fleet = answer.as_object().contains("fleet_leases");
+  std::string out = fmt::format("{:<16} {:>6} {:>6} {:>9} {:>6} {:>7} {:>9} {:>9}", "POOL", "IN USE", "LIMIT",
                                 "EFFECTIVE", "QUEUED", "COOLING", "DELAY", "429s");
+  out += fleet ? fmt::format(" {:>6} {:>7}  {}\n", "FLEET", "WAITING", "BY INSTANCE") : "\n";
   for (const auto& p : answer.at("pools").as_array()) {
     const auto& o = p.as_object();
-    out += fmt::format("{:<16} {:>6} {:>6} {:>9} {:>6} {:>7} {:>9} {:>9}\n", str(o.if_contains("name")),
+    std::string fleet_cells;
+    if (fleet) {
+      const auto* f = o.if_contains("fleet");
+      if (f && f->is_object()) {
+        std::string by;
+        for (const auto& [name, n] : f->as_object().at("instances").as_object())
+          by += fmt::format("{}{}={}", by.empty() ? "" : " ", std::string_view(name), str(&n));
+        fleet_cells = fmt::format(" {:>6} {:>7}  {}", str(f->as_object().if_contains("in_use")),
+                                  str(f->as_object().if_contains("waiting")), by.empty() ? "-" : by);
+      } else {
+        fleet_cells = fmt::format(" {:>6} {:>7}  {}", "?", "?", "-");
+      }
+    }
+    out += fmt::format("{:<16} {:>6} {:>6} {:>9} {:>6} {:>7} {:>9} {:>9}{}\n", str(o.if_contains("name")),
                        str(o.if_contains("in_use")), str(o.if_contains("limit")), str(o.if_contains("effective_limit")),
                        str(o.if_contains("queued")), str(o.if_contains("cooling")),
                        num(o.if_contains("release_delay_seconds")) > 0
                            ? seconds(num(o.if_contains("release_delay_seconds")))
                            : std::string("-"),
-                       str(o.if_contains("upstream_429_total")));
+                       str(o.if_contains("upstream_429_total")), fleet_cells);
   }
+  if (const auto* e = answer.as_object().if_contains("fleet_error"); e && e->is_string())
+    out += "fleet: " + std::string(e->as_string()) + "\n";
   return out;
 }
 
 // Idle streams (no audio for relay.idle_after) are marked with '*', streams
 // that only sent KeepAlive since they opened with '!'.
+// A fleet's list (scope=cluster) starts each row with the instance.
 std::string sessions_table(const json::value& answer) {
-  std::string out = fmt::format("{:>6}  {:<8} {:<12} {:<18} {:<11} {:>8} {:>8}  {}\n", "ID", "STATE", "POOL", "TENANT",
-                                "PATH", "AGE", "NO AUDIO", "REQUEST ID");
+  const bool fleet = answer.as_object().contains("scope");
+  std::string out = fleet ? fmt::format("{:<12} ", "INSTANCE") : "";
+  out += fmt::format("{:>6}  {:<8} {:<12} {:<18} {:<11} {:>8} {:>8}  {}\n", "ID", "STATE", "POOL", "TENANT", "PATH",
+                     "AGE", "NO AUDIO", "REQUEST ID");
   for (const auto& s : answer.at("sessions").as_array()) {
     const auto& o = s.as_object();
     const auto* counters = o.if_contains("counters");
@@ -172,6 +194,7 @@ std::string sessions_table(const json::value& answer) {
                           num(counters->as_object().if_contains("keep_alive")) > 0;
     auto state = str(o.if_contains("state"));
     char mark = keepalive_only ? '!' : state == "idle" ? '*' : ' ';
+    if (fleet) out += fmt::format("{:<12} ", str(o.if_contains("instance")));
     out += fmt::format("{:>6}{} {:<8} {:<12} {:<18} {:<11} {:>8} {:>8}  {}\n", str(o.if_contains("id")), mark, state,
                        str(o.if_contains("pool")), str(o.if_contains("tenant")), str(o.if_contains("path")),
                        seconds(num(o.if_contains("age_seconds"))), seconds(num(o.if_contains("idle_seconds"))),
@@ -222,7 +245,7 @@ void register_admin_commands(CLI::App& app, int& exit_code) {
       AdminOptions admin{.token_file = "sluice-admin.token"};
       std::string pool, tenant, state, path;
       double idle_for = -1;
-      bool json = false;
+      bool json = false, cluster = false;
     };
     auto o = std::make_shared<Opts>();
     auto* cmd = app.add_subcommand("ls", "List the open streams of a running gateway (its admin API)");
@@ -233,12 +256,15 @@ void register_admin_commands(CLI::App& app, int& exit_code) {
         ->check(CLI::IsMember({"queued", "connecting", "open", "idle", "closing"}));
     cmd->add_option("--idle-for", o->idle_for, "Only streams without audio for at least this many seconds")
         ->check(CLI::NonNegativeNumber);
+    cmd->add_flag("--cluster", o->cluster,
+                  "Every instance's streams (cluster mode: scope=cluster), each with the instance that holds it");
     cmd->add_flag("--json", o->json, "Print the admin API's answer as it is");
     cmd->footer(std::string("Streams marked * are idle (no audio for relay.idle_after); ! sent only KeepAlive. ") +
                 kFooter);
     cmd->callback([o, &exit_code] {
       try {
-        auto target = "/api/v1/sessions" + query({{"pool", o->pool},
+        auto target = "/api/v1/sessions" + query({{"scope", o->cluster ? "cluster" : ""},
+                                                  {"pool", o->pool},
                                                   {"tenant", o->tenant},
                                                   {"state", o->state},
                                                   {"idle_for", o->idle_for >= 0 ? fmt::format("{}", o->idle_for) : ""}});
@@ -272,6 +298,7 @@ void register_admin_commands(CLI::App& app, int& exit_code) {
     struct Opts {
       AdminOptions admin{.token_file = "sluice-admin.token"};
       std::uint64_t id = 0;
+      std::string instance;
     };
     auto o = std::make_shared<Opts>();
     auto* cmd = app.add_subcommand(
@@ -279,10 +306,14 @@ void register_admin_commands(CLI::App& app, int& exit_code) {
     add_admin_options(cmd, o->admin);
     cmd->add_option("id", o->id, "The stream's id (as `sluice ls` and the x-sluice-session-id header show it)")
         ->required();
+    cmd->add_option("--instance", o->instance,
+                    "The instance that holds it, when another gateway of the fleet does (as `sluice ls --cluster` "
+                    "shows it)");
     cmd->footer(kFooter);
     cmd->callback([o, &exit_code] {
       try {
-        auto answer = request(o->admin, http::verb::delete_, fmt::format("/api/v1/sessions/{}", o->id));
+        auto answer = request(o->admin, http::verb::delete_,
+                              fmt::format("/api/v1/sessions/{}", o->id) + query({{"instance", o->instance}}));
         std::cout << "stream " << o->id << ": " << str(answer.as_object().if_contains("status")) << "\n";
       } catch (const Failure& f) {
         exit_code = report(f);

@@ -87,6 +87,31 @@ asio::awaitable<AcquireOutcome> Agent::acquire(AcquireRequest request) {
       asio::use_awaitable, std::move(request));
 }
 
+void Agent::run(Task task) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!stopping_) {
+      tasks_.push_back(std::move(task));
+      cv_.notify_all();
+      return;
+    }
+  }
+  task(nullptr);
+}
+
+void Agent::accepted(const std::string& pool) {
+  run([this, pool](LeaseStore* store) {
+    if (!store || !lowered_.count(pool)) return;
+    try {
+      if (store->restore_limit(pool))
+        spdlog::info("cluster: the vendor accepts again; pool '{}' is back at its limit in the fleet", pool);
+      lowered_.erase(pool);
+    } catch (const RedisError& e) {
+      spdlog::warn("cluster: cannot restore pool '{}''s limit in the fleet: {}", pool, e.what());
+    }
+  });
+}
+
 void Agent::release(const std::string& pool, const std::string& tenant, const std::string& id) {
   std::lock_guard lock(mutex_);
   releases_.push_back(Release{pool, tenant, id, SteadyClock::now() + options_.store.ttl});
@@ -135,15 +160,20 @@ void Agent::take_adopted() {
 void Agent::work() {
   // At once: redis_ok() (and /readyz) should know about Redis from the start.
   auto next_renew = SteadyClock::now();
+  auto next_publish = SteadyClock::now();
   for (;;) {
     std::deque<Job> jobs;
+    std::deque<Task> tasks;
     bool stopping = false;
     {
       std::unique_lock lock(mutex_);
-      cv_.wait_until(lock, next_renew, [&] {
-        return stopping_ || !jobs_.empty() || !releases_.empty() || !leaving_.empty() || !adopted_.empty();
+      auto until = options_.sessions_snapshot ? std::min(next_renew, next_publish) : next_renew;
+      cv_.wait_until(lock, until, [&] {
+        return stopping_ || !jobs_.empty() || !releases_.empty() || !leaving_.empty() || !adopted_.empty() ||
+               !tasks_.empty();
       });
       jobs.swap(jobs_);
+      tasks.swap(tasks_);
       stopping = stopping_;
     }
     // Adopted leases first (they must be renewed, and released if they go
@@ -159,6 +189,10 @@ void Agent::work() {
           out.result = store_.acquire(job.request);
           out.ok = true;
           redis_ok_ = true;
+          if (out.result.limit < job.request.limit)
+            lowered_.insert(job.request.lease.pool);
+          else
+            lowered_.erase(job.request.lease.pool);
           if (job.request.wait && out.result.outcome == AcquireResult::Outcome::pool_full)
             waiting_[job.request.lease.id] = job.request.lease.pool;
           else
@@ -181,10 +215,21 @@ void Agent::work() {
       }
       asio::post(job.executor, [done = std::move(job.done), out = std::move(out)]() mutable { done(std::move(out)); });
     }
+    for (auto& task : tasks) task(&store_);
     if (stopping) break;
     if (SteadyClock::now() >= next_renew) {
       renew_all();
       next_renew = SteadyClock::now() + (redis_ok_ ? options_.renew_every : options_.reconnect_every);
+    }
+    if (options_.sessions_snapshot && SteadyClock::now() >= next_publish) {
+      publish();
+      next_publish = SteadyClock::now() + (redis_ok_ ? options_.publish_every : options_.reconnect_every);
+    }
+  }
+  if (options_.sessions_snapshot) {
+    try {
+      store_.withdraw_sessions(options_.instance);  // out of the fleet view now, not at the expiry
+    } catch (const RedisError&) {
     }
   }
   // Stopping: give back what is held, once, within the command timeout.
@@ -257,20 +302,35 @@ void Agent::renew_all() {
   }
 }
 
+void Agent::publish() {
+  try {
+    store_.publish_sessions(options_.instance, options_.sessions_snapshot());
+    redis_ok_ = true;
+  } catch (const RedisError& e) {
+    if (redis_ok_.exchange(false)) spdlog::warn("cluster: {}", e.what());
+  }
+}
+
 void Agent::subscribe() {
+  const auto released = store_.released_channel();
+  const auto end = store_.end_channel(options_.instance);
   while (!stop_subscriber_) {
     try {
       RedisConnection c(url_, options_.store.connection);
-      auto r = c.command({"SUBSCRIBE", store_.released_channel()});
+      auto r = c.command(options_.on_end ? std::vector<std::string>{"SUBSCRIBE", released, end}
+                                         : std::vector<std::string>{"SUBSCRIBE", released});
       if (r.is_error()) throw RedisError("SUBSCRIBE refused: " + r.str);
       // Releases may have gone unheard while we were not subscribed.
       if (on_released_) on_released_("");
       while (!stop_subscriber_) {
         Reply msg;
         if (!c.read_push(msg, std::chrono::milliseconds(200))) continue;
-        if (msg.type == Reply::Type::array && msg.elements.size() == 3 && msg.elements[0].str == "message" &&
-            on_released_)
+        if (msg.type != Reply::Type::array || msg.elements.size() != 3 || msg.elements[0].str != "message") continue;
+        if (msg.elements[1].str == end) {
+          if (options_.on_end) options_.on_end(msg.elements[2].str);
+        } else if (on_released_) {
           on_released_(msg.elements[2].str);
+        }
       }
     } catch (const RedisError& e) {
       spdlog::debug("cluster: subscriber: {}", e.what());

@@ -11,7 +11,11 @@
 // - The subscriber thread listens on the release channel and calls
 //   `on_released(pool)` for each release anywhere in the fleet, and
 //   `on_released("")` after each (re)subscription, when releases may have
-//   been missed.
+//   been missed. It also hears the requests of other instances to end one
+//   of this instance's sessions (`on_end`).
+// - The fleet view: every `publish_every` the worker publishes this
+//   instance's live sessions (`sessions_snapshot`), expiring with the leases;
+//   stopping withdraws them.
 //
 // A release is never lost to a failing Redis: it is retried until Redis takes
 // it or the lease has expired there anyway. Destroying the Agent releases
@@ -28,6 +32,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -50,6 +55,13 @@ class Agent : public std::enable_shared_from_this<Agent> {
     std::string instance;                           // this instance's id in the fleet
     std::chrono::milliseconds renew_every{2000};    // well inside store.ttl
     std::chrono::milliseconds reconnect_every{500}; // after a failure
+    // This instance's live sessions as a JSON array, called on the worker
+    // thread; unset: nothing is published.
+    std::function<std::string()> sessions_snapshot;
+    std::chrono::milliseconds publish_every{1000};
+    // Another instance asks this one to end its session `id` (DELETE
+    // /api/v1/sessions/{id}?instance=…); called on the subscriber thread.
+    std::function<void(const std::string& id)> on_end;
   };
   using ReleasedFn = std::function<void(const std::string& pool)>;
 
@@ -78,6 +90,23 @@ class Agent : public std::enable_shared_from_this<Agent> {
   // renewed and released as any other.
   FleetLease adopt(AcquireRequest request);
 
+  // Runs `task` on the worker thread, in order with the scripts, with the
+  // worker's lease store: for a read that an I/O thread must not wait for
+  // (the fleet's holders of a pool, for an upstream-429 event). A stopping
+  // agent runs it at once on the caller's thread with no store (nullptr),
+  // so a task is never dropped. A task catches RedisError itself.
+  using Task = std::function<void(LeaseStore*)>;
+  void run(Task task);
+
+  // The fleet's effective limit (LeaseStore::lower_limit). The vendor
+  // accepted a stream of `pool`: if the fleet's limit is lowered as far as
+  // this instance knows (its last acquire said so, or it lowered it), it is
+  // restored; otherwise nothing reaches Redis. Never blocks.
+  void accepted(const std::string& pool);
+  // From a task only (the worker thread): this instance lowered the pool's
+  // limit, so its next acceptance restores it.
+  void note_lowered(const std::string& pool) { lowered_.insert(pool); }
+
   int held() const { return held_count_.load(); }         // leases this instance holds
   bool redis_ok() const { return redis_ok_.load(); }       // the last command reached Redis
   long long reregistered() const { return reregistered_.load(); }  // leases registered again after a loss
@@ -99,6 +128,7 @@ class Agent : public std::enable_shared_from_this<Agent> {
   void renew_all();
   void run_releases();
   void take_adopted();
+  void publish();
 
   RedisUrl url_;
   Options options_;
@@ -111,9 +141,11 @@ class Agent : public std::enable_shared_from_this<Agent> {
   std::deque<Release> releases_;   // guarded by mutex_
   std::deque<std::pair<std::string, std::string>> leaving_;  // (pool, id); guarded by mutex_
   std::deque<AcquireRequest> adopted_;                       // guarded by mutex_
+  std::deque<Task> tasks_;                                   // guarded by mutex_
   bool stopping_ = false;          // guarded by mutex_
   std::map<std::string, AcquireRequest> held_;  // by lease id; the worker thread's
   std::map<std::string, std::string> waiting_;  // lease id -> pool; the worker thread's
+  std::set<std::string> lowered_;               // pools whose fleet limit is lowered; the worker thread's
 
   std::atomic<int> held_count_{0};
   std::atomic<bool> redis_ok_{false};

@@ -15,27 +15,33 @@ namespace {
   "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 
 // KEYS[1] pool set, KEYS[2] tenant set, KEYS[3] lease hash, KEYS[4] the
-// wait list (id -> order), KEYS[5] the wait list's expiries, KEYS[6..] the
-// sets of other tenants with a reservation.
+// wait list (id -> order), KEYS[5] the wait list's expiries, KEYS[6] the
+// fleet's lowered effective limit (absent: none), KEYS[7..] the sets of other
+// tenants with a reservation.
 // ARGV[1] id, [2] ttl ms, [3] limit, [4] tenant max (0: none), [5] held
 // aside, [6] force ("1"), [7] wait ("1": stay on the wait list when refused),
 // [8] priority, [9] n field pairs, [10 .. 9+2n] the pairs, then one
 // reservation per KEYS[6..].
-// Returns {outcome, in use, tenant in use}: 1 granted, 2 already held,
-// 0 pool full (or others are ahead on the wait list), -1 tenant full; when 0,
-// a fourth: ms until the soonest lease or wait-list place expires (-1: none).
+// Returns {outcome, in use, tenant in use, soonest, limit}: outcome 1
+// granted, 2 already held, 0 pool full (or others are ahead on the wait
+// list), -1 tenant full; soonest, when 0: ms until the soonest lease or
+// wait-list place expires (-1: none); limit: the one applied, ARGV[3] or the
+// fleet's lowered effective limit when lower.
 constexpr const char* kAcquire = SLUICE_LUA_NOW R"(
 local id = ARGV[1]
 for i = 1, #KEYS do
-  if i ~= 3 and i ~= 4 and i ~= 5 then redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now) end
+  if i < 3 or i > 6 then redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now) end
 end
+local limit = tonumber(ARGV[3])
+local lowered = redis.call('GET', KEYS[6])
+if lowered and tonumber(lowered) < limit then limit = tonumber(lowered) end
 -- Waiters whose instance stopped renewing them leave the order.
 local gone = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now)
 for _, w in ipairs(gone) do redis.call('ZREM', KEYS[4], w) end
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
 local n = redis.call('ZCARD', KEYS[1])
 local tn = redis.call('ZCARD', KEYS[2])
-if redis.call('ZSCORE', KEYS[1], id) then return {2, n, tn} end
+if redis.call('ZSCORE', KEYS[1], id) then return {2, n, tn, -1, limit} end
 local nf = tonumber(ARGV[9])
 if ARGV[6] ~= '1' then
   local tmax = tonumber(ARGV[4])
@@ -43,14 +49,14 @@ if ARGV[6] ~= '1' then
     -- Blocked by its own quota: it holds up nobody behind it.
     redis.call('ZREM', KEYS[4], id)
     redis.call('ZREM', KEYS[5], id)
-    return {-1, n, tn}
+    return {-1, n, tn, -1, limit}
   end
   local reserved = 0
-  for i = 6, #KEYS do
-    local r = tonumber(ARGV[9 + 2 * nf + i - 5]) - redis.call('ZCARD', KEYS[i])
+  for i = 7, #KEYS do
+    local r = tonumber(ARGV[9 + 2 * nf + i - 6]) - redis.call('ZCARD', KEYS[i])
     if r > 0 then reserved = reserved + r end
   end
-  local room = tonumber(ARGV[3]) - n - tonumber(ARGV[5]) - reserved
+  local room = limit - n - tonumber(ARGV[5]) - reserved
   -- Its place: higher priority first, then the earlier arrival.
   local listed = redis.call('ZSCORE', KEYS[4], id)
   if not listed then redis.call('ZADD', KEYS[4], -tonumber(ARGV[8]) * 1e13 + now, id) end
@@ -71,7 +77,7 @@ if ARGV[6] ~= '1' then
         if soonest < 0 or left < soonest then soonest = left end
       end
     end
-    return {0, n, tn, soonest}
+    return {0, n, tn, soonest, limit}
   end
   redis.call('ZREM', KEYS[4], id)
   redis.call('ZREM', KEYS[5], id)
@@ -82,7 +88,37 @@ redis.call('ZADD', KEYS[2], exp, id)
 redis.call('DEL', KEYS[3])
 if nf > 0 then redis.call('HSET', KEYS[3], unpack(ARGV, 10, 9 + 2 * nf)) end
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
-return {1, n + 1, tn + 1}
+return {1, n + 1, tn + 1, -1, limit}
+)";
+
+// KEYS[1] pool set, KEYS[2] the fleet's lowered effective limit. ARGV[1]
+// how long a lowering lasts unless an acceptance restores the limit first
+// (ms). An upstream 429 that nothing released explains: the vendor holds
+// fewer of the fleet's streams than the limit allows, so the fleet admits no
+// more than it holds, the refused one aside (at least 1). Never raises it.
+// Returns the lowered limit.
+constexpr const char* kLower = SLUICE_LUA_NOW R"(
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local n = redis.call('ZCARD', KEYS[1]) - 1
+if n < 1 then n = 1 end
+local cur = redis.call('GET', KEYS[2])
+if not cur or tonumber(cur) > n then
+  redis.call('SET', KEYS[2], n, 'PX', ARGV[1])
+  return n
+end
+return tonumber(cur)
+)";
+
+// KEYS[1] the fleet's lowered effective limit. ARGV[1] the release channel,
+// ARGV[2] the pool. The vendor accepted a stream: the limit is the pool's
+// again, and waiters anywhere may have room (published). Returns 1 when it
+// was lowered.
+constexpr const char* kRestore = R"(
+if redis.call('DEL', KEYS[1]) == 1 then
+  redis.call('PUBLISH', ARGV[1], ARGV[2])
+  return 1
+end
+return 0
 )";
 
 // KEYS[1] the wait list, KEYS[2] its expiries. ARGV[1] ttl ms, ARGV[2..]
@@ -168,13 +204,22 @@ LeaseStore::LeaseStore(RedisUrl url, Options options)
       count_{kCount, {}},
       holders_{kHolders, {}},
       renew_waiting_{kRenewWaiting, {}},
-      leave_{kLeave, {}} {
+      leave_{kLeave, {}},
+      lower_{kLower, {}},
+      restore_{kRestore, {}} {
   if (options_.ttl.count() <= 0) throw RedisError("cluster: the lease expiry must be positive");
 }
 
 LeaseStore::~LeaseStore() = default;
 
 std::string LeaseStore::released_channel() const { return options_.prefix + ":released"; }
+std::string LeaseStore::end_channel(const std::string& instance) const {
+  return fmt::format("{}:end:{}", options_.prefix, instance);
+}
+std::string LeaseStore::instances_key() const { return options_.prefix + ":instances"; }
+std::string LeaseStore::sessions_key(const std::string& instance) const {
+  return fmt::format("{}:sessions:{}", options_.prefix, instance);
+}
 std::string LeaseStore::pool_key(const std::string& pool) const {
   return fmt::format("{}:{{{}}}:leases", options_.prefix, pool);
 }
@@ -186,6 +231,9 @@ std::string LeaseStore::waiting_key(const std::string& pool) const {
 }
 std::string LeaseStore::waiting_expiry_key(const std::string& pool) const {
   return fmt::format("{}:{{{}}}:waiting:expiry", options_.prefix, pool);
+}
+std::string LeaseStore::effective_key(const std::string& pool) const {
+  return fmt::format("{}:{{{}}}:effective", options_.prefix, pool);
 }
 std::string LeaseStore::lease_key(const std::string& pool, const std::string& id) const {
   return fmt::format("{}:{{{}}}:lease:{}", options_.prefix, pool, id);
@@ -221,7 +269,7 @@ Reply LeaseStore::eval(Script& script, const std::vector<std::string>& keys, con
 AcquireResult LeaseStore::acquire(const AcquireRequest& q) {
   const auto& l = q.lease;
   std::vector<std::string> keys{pool_key(l.pool), tenant_key(l.pool, l.tenant), lease_key(l.pool, l.id),
-                                waiting_key(l.pool), waiting_expiry_key(l.pool)};
+                                waiting_key(l.pool), waiting_expiry_key(l.pool), effective_key(l.pool)};
   std::vector<std::string> fields{"instance",   l.instance,   "session",   l.session,
                                   "tenant",     l.tenant,     "pool",      l.pool,
                                   "request_id", l.request_id, "opened_ms", std::to_string(l.opened_ms)};
@@ -255,7 +303,22 @@ AcquireResult LeaseStore::acquire(const AcquireRequest& q) {
     auto ms = r.elements[3].as_integer();
     if (ms >= 0) out.next_expiry = std::chrono::milliseconds(ms);
   }
+  out.limit = r.elements.size() > 4 ? static_cast<int>(r.elements[4].as_integer()) : q.limit;
   return out;
+}
+
+int LeaseStore::lower_limit(const std::string& pool, std::chrono::milliseconds lasts) {
+  return static_cast<int>(eval(lower_, {pool_key(pool), effective_key(pool)}, {std::to_string(lasts.count())}).as_integer());
+}
+
+bool LeaseStore::restore_limit(const std::string& pool) {
+  return eval(restore_, {effective_key(pool)}, {released_channel(), pool}).as_integer() == 1;
+}
+
+std::optional<int> LeaseStore::lowered_limit(const std::string& pool) {
+  auto r = connection().checked({"GET", effective_key(pool)});
+  if (r.type != Reply::Type::string) return std::nullopt;
+  return std::stoi(r.str);
 }
 
 std::vector<std::string> LeaseStore::renew(const std::string& pool,
@@ -303,6 +366,56 @@ int LeaseStore::waiting(const std::string& pool) {
 }
 
 void LeaseStore::ping() { connection().checked({"PING"}); }
+
+void LeaseStore::publish_sessions(const std::string& instance, const std::string& sessions_json) {
+  auto replies = connection().pipeline({{"SET", sessions_key(instance), sessions_json, "PX", std::to_string(options_.ttl.count())},
+                                        {"SADD", instances_key(), instance}});
+  for (auto& r : replies)
+    if (r.type == Reply::Type::error) throw RedisError("cluster: Redis refused to store the sessions: " + r.str);
+}
+
+void LeaseStore::withdraw_sessions(const std::string& instance) {
+  connection().pipeline({{"DEL", sessions_key(instance)}, {"SREM", instances_key(), instance}});
+}
+
+std::vector<LeaseStore::Published> LeaseStore::fleet_sessions() {
+  auto& c = connection();
+  auto members = c.checked({"SMEMBERS", instances_key()});
+  std::vector<std::vector<std::string>> reads;
+  std::vector<std::string> names;
+  for (auto& m : members.elements) {
+    names.push_back(m.str);
+    reads.push_back({"GET", sessions_key(m.str)});
+    reads.push_back({"PTTL", sessions_key(m.str)});
+  }
+  std::vector<Published> out;
+  if (names.empty()) return out;
+  auto replies = c.pipeline(reads);
+  std::vector<std::vector<std::string>> gone;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const auto& body = replies[2 * i];
+    if (body.type == Reply::Type::error) throw RedisError("cluster: Redis refused a read of the sessions: " + body.str);
+    if (body.type != Reply::Type::string) {
+      // Expired: that instance stopped publishing (stopped, or killed).
+      gone.push_back({"SREM", instances_key(), names[i]});
+      continue;
+    }
+    Published p;
+    p.instance = names[i];
+    p.sessions_json = body.str;
+    const auto& ttl = replies[2 * i + 1];
+    if (ttl.type == Reply::Type::integer && ttl.integer >= 0)
+      p.age_ms = std::max<long long>(0, options_.ttl.count() - ttl.integer);
+    out.push_back(std::move(p));
+  }
+  if (!gone.empty()) c.pipeline(gone);
+  std::sort(out.begin(), out.end(), [](const Published& a, const Published& b) { return a.instance < b.instance; });
+  return out;
+}
+
+long long LeaseStore::end_session(const std::string& instance, const std::string& id) {
+  return connection().checked({"PUBLISH", end_channel(instance), id}).as_integer();
+}
 
 std::vector<LeaseRecord> LeaseStore::holders(const std::string& pool) {
   auto r = eval(holders_, {pool_key(pool)}, {lease_key(pool, "")});

@@ -16,7 +16,13 @@
 //   P:{pool}:waiting          sorted set: waiting lease ids -> their order
 //                             (-priority * 1e13 + arrival ms)
 //   P:{pool}:waiting:expiry   sorted set: the same ids -> expiry
+//   P:{pool}:effective        string: the fleet's lowered effective limit,
+//                             while the vendor holds fewer than the limit
 //   P:released                channel: a pool's name, on each release
+//   P:instances               set: the instances that publish their sessions
+//   P:sessions:<instance>     string: the instance's live sessions as a JSON
+//                             array (GET /api/v1/sessions); expires as leases do
+//   P:end:<instance>          channel: a session id the instance is to end
 //
 // Blocking (RedisConnection): for the cluster thread, never an I/O thread.
 // Not thread-safe: one owner.
@@ -69,6 +75,9 @@ struct AcquireResult {
   // lapses unless renewed. A crashed instance's capacity returns then with
   // no release published, so a waiter asks again at that moment.
   std::optional<std::chrono::milliseconds> next_expiry;
+  // The limit applied: the request's, or the fleet's lowered effective limit
+  // when that is lower.
+  int limit = 0;
   bool granted() const { return outcome == Outcome::granted || outcome == Outcome::already_held; }
 };
 
@@ -100,15 +109,45 @@ class LeaseStore {
   int waiting(const std::string& pool);
   // Every live lease of the pool with its owner's fields, oldest first.
   std::vector<LeaseRecord> holders(const std::string& pool);
+
+  // The fleet's effective limit: an upstream 429 that nothing released
+  // explains lowers it to the fleet's other leases (at least 1; never
+  // raises it) for at most `lasts`, and returns it; the vendor's next
+  // acceptance anywhere restores the pool's limit (true when it was lowered;
+  // published, so waiters ask again). lowered_limit(): the lowered value,
+  // if any.
+  int lower_limit(const std::string& pool, std::chrono::milliseconds lasts);
+  bool restore_limit(const std::string& pool);
+  std::optional<int> lowered_limit(const std::string& pool);
   // A round trip that changes nothing: is Redis there?
   void ping();
 
+  // The fleet view. An instance publishes its live sessions (a JSON array)
+  // with the lease expiry, so a stopped or killed instance drops out of the
+  // view by itself; withdraw() takes them out at once (a clean stop).
+  void publish_sessions(const std::string& instance, const std::string& sessions_json);
+  void withdraw_sessions(const std::string& instance);
+  struct Published {
+    std::string instance;
+    std::string sessions_json;  // as published
+    long long age_ms = 0;       // how long ago (ttl minus what remains of it)
+  };
+  // Every instance's published sessions, by instance name.
+  std::vector<Published> fleet_sessions();
+  // Asks `instance` to end its session `id`; returns how many subscribers
+  // heard it (0: the instance is not listening).
+  long long end_session(const std::string& instance, const std::string& id);
+
   std::string released_channel() const;
+  std::string end_channel(const std::string& instance) const;
+  std::string instances_key() const;
+  std::string sessions_key(const std::string& instance) const;
   std::string pool_key(const std::string& pool) const;
   std::string tenant_key(const std::string& pool, const std::string& tenant) const;
   std::string lease_key(const std::string& pool, const std::string& id) const;
   std::string waiting_key(const std::string& pool) const;
   std::string waiting_expiry_key(const std::string& pool) const;
+  std::string effective_key(const std::string& pool) const;
   const Options& options() const { return options_; }
   const RedisUrl& url() const { return url_; }
 
@@ -125,7 +164,7 @@ class LeaseStore {
   RedisUrl url_;
   Options options_;
   std::unique_ptr<RedisConnection> conn_;
-  Script acquire_, renew_, release_, count_, holders_, renew_waiting_, leave_;
+  Script acquire_, renew_, release_, count_, holders_, renew_waiting_, leave_, lower_, restore_;
 };
 
 }  // namespace sluice::cluster

@@ -34,4 +34,11 @@ int FleetWake::waiting() const {
   return static_cast<int>(entries_.size());
 }
 
+int FleetWake::waiting(const std::string& pool) const {
+  std::lock_guard lock(mutex_);
+  int n = 0;
+  for (const auto& e : entries_) n += e.pool == pool;
+  return n;
+}
+
 }  // namespace sluice::cluster

@@ -43,6 +43,7 @@ class FleetWake {
   void notify(const std::string& pool);
   std::uint64_t generation() const { return generation_.load(); }
   int waiting() const;
+  int waiting(const std::string& pool) const;
 
  private:
   mutable std::mutex mutex_;

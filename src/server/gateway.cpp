@@ -1,18 +1,24 @@
 #include "server/gateway.hpp"
 
+#include <boost/json/array.hpp>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
+
+#include <charconv>
 
 #include "admin/admin_server.hpp"
 #include "admin/metrics.hpp"
 #include "admission/controller.hpp"
+#include "admin/sessions_json.hpp"
 #include "cluster/agent.hpp"
+#include "cluster/fleet_reader.hpp"
 #include "cluster/wake.hpp"
 #include "events/event_log.hpp"
 #include "history/recorder.hpp"
 #include "net/listener.hpp"
 #include "registry/registry.hpp"
 #include "session/session.hpp"
+#include "util/json_text.hpp"
 
 namespace sluice::server {
 namespace {
@@ -85,7 +91,9 @@ Gateway::Gateway(boost::asio::io_context& ioc, config::Config raw) : ioc_(ioc) {
     ro.heartbeat = micros(config.store.heartbeat);
     ro.flush_interval = micros(config.store.flush_interval);
     ro.queue_limit = config.store.queue_limit;
-    ro.stale_after = std::max<history::Micros>(micros(config.store.heartbeat) * 6, 30'000'000);
+    ro.stale_after = config.store.stale_after > config::Seconds(0)
+                         ? micros(config.store.stale_after)
+                         : std::max<history::Micros>(micros(config.store.heartbeat) * 6, 30'000'000);
     const auto& rt = config.store.retention;
     ro.retention = {micros(rt.sessions), micros(rt.events), micros(rt.seconds), micros(rt.minutes), micros(rt.rollup_after)};
     ro.retention_interval = micros(rt.interval);
@@ -120,12 +128,35 @@ Gateway::Gateway(boost::asio::io_context& ioc, config::Config raw) : ioc_(ioc) {
     o.instance = !cl.instance.empty()          ? cl.instance
                  : !config.store.instance.empty() ? config.store.instance
                                                   : host_name() + ":" + std::to_string(net::parse_endpoint(config.listen).port());
+    // The fleet view: this instance's live sessions, published for the
+    // others' admin API; and their requests to end one of them.
+    o.sessions_snapshot = [registry = std::weak_ptr<registry::Registry>(services_->registry)] {
+      boost::json::array list;
+      if (auto r = registry.lock()) {
+        auto now = registry::mono_ns();
+        for (const auto& e : r->list()) list.push_back(admin::session_json(*r, *e, now));
+      }
+      return util::json_text(list);
+    };
+    o.on_end = [registry = std::weak_ptr<registry::Registry>(services_->registry)](const std::string& text) {
+      registry::SessionId id = 0;
+      auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
+      auto r = registry.lock();
+      if (ec != std::errc() || p != text.data() + text.size() || !r) return;
+      if (auto entry = r->find(id)) {
+        spdlog::info("[S{}] ending at another instance's request (DELETE through the fleet view)", id);
+        entry->request_end();
+      }
+    };
     services_->fleet_wake = std::make_shared<cluster::FleetWake>();
     services_->cluster = cluster::Agent::start(
         url, o, [wake = std::weak_ptr<cluster::FleetWake>(services_->fleet_wake)](const std::string& pool) {
           if (auto w = wake.lock()) w->notify(pool);
         });
     spdlog::info("cluster: instance '{}' shares its pools' limits through {}", o.instance, url.redacted);
+    fleet_instance_ = o.instance;
+    services_->admission->share_effective_limit(true);
+    fleet_reader_ = std::make_shared<cluster::FleetReader>(url, o.store);
   }
   services_->upstream_tls = make_upstream_tls(config.upstream);
   services_->client_tls = make_client_tls(config.tls);
@@ -161,7 +192,8 @@ Gateway::Gateway(boost::asio::io_context& ioc, config::Config raw) : ioc_(ioc) {
       ioc_, admin_listen, admin::AdminDeps{services_->registry, services_->admission, services_->events,
                                            services_->recorder, std::move(admin_token), ready_,
                                            std::move(store_url), query_timeout, event_counters_,
-                                           metrics_per_tenant_, cluster_figures(), refuse_without_redis});
+                                           metrics_per_tenant_, cluster_figures(), refuse_without_redis,
+                                           fleet_reader_, fleet_instance_});
 }
 
 Gateway::~Gateway() {

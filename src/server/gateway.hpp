@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <memory>
+#include <string>
 
 #include "config/config.hpp"
 
@@ -25,6 +26,9 @@ struct SessionServices;
 }
 namespace sluice::registry {
 class Registry;
+}
+namespace sluice::cluster {
+class FleetReader;
 }
 namespace sluice::admission {
 class Controller;
@@ -74,6 +78,8 @@ class Gateway {
   std::shared_ptr<admin::EventCounters> event_counters_;  // reaps by reason, for /metrics
   std::shared_ptr<std::atomic<bool>> metrics_per_tenant_ = std::make_shared<std::atomic<bool>>(false);
   std::atomic<bool> ready_{false};
+  std::shared_ptr<cluster::FleetReader> fleet_reader_;  // cluster mode: the admin API's fleet view
+  std::string fleet_instance_;
 };
 
 // Loads the TLS files `config` names (the client certificate and key, the

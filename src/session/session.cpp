@@ -35,6 +35,7 @@
 #include "session/stream_state.hpp"
 #include "session/upgrade.hpp"
 #include "util/log.hpp"
+#include "util/time_json.hpp"
 
 namespace sluice::session {
 namespace {
@@ -222,6 +223,49 @@ boost::json::array pool_snapshot(const registry::Registry& registry, const std::
   return out;
 }
 
+// Records an upstream-429 event. In cluster mode the vendor counts the
+// fleet's streams, so the event also names every instance's holders of the
+// pool (`fleet_holders`), read on the cluster worker thread and recorded
+// from there: the stream never waits for Redis.
+// A refusal nothing released explains lowers the fleet's effective limit
+// (LeaseStore::lower_limit) in the same pass, and the event says to what.
+void record_429(SessionServices& services, const std::string& pool, bool explained, boost::json::object ev) {
+  if (!services.cluster) {
+    services.events->record("upstream_429", std::move(ev));
+    return;
+  }
+  auto* agent = services.cluster.get();
+  agent->run([agent, events = services.events, pool, explained, ev = std::move(ev)](cluster::LeaseStore* store) mutable {
+    boost::json::value holders = nullptr;
+    if (store) {
+      try {
+        if (!explained) {
+          constexpr auto kLowerFor = std::chrono::minutes(10);  // unless an acceptance restores it sooner
+          ev["fleet_effective_limit"] = store->lower_limit(pool, kLowerFor);
+          agent->note_lowered(pool);
+        }
+        boost::json::array list;
+        for (const auto& h : store->holders(pool)) {
+          boost::json::object o;
+          o["instance"] = h.instance;
+          o["session"] = h.session;
+          o["tenant"] = h.tenant;
+          o["request_id"] = h.request_id.empty() ? boost::json::value(nullptr) : boost::json::value(h.request_id);
+          o["opened_at"] = util::time_json(h.opened_ms * 1'000'000);
+          list.push_back(std::move(o));
+        }
+        holders = std::move(list);
+      } catch (const cluster::RedisError& e) {
+        ev["fleet_error"] = e.what();
+      }
+    } else {
+      ev["fleet_error"] = "the cluster link is stopping";
+    }
+    ev["fleet_holders"] = std::move(holders);
+    events->record("upstream_429", std::move(ev));
+  });
+}
+
 // What a stage hands back when the stream cannot go on: the answer for the
 // client (none when the client is gone), the ending for the history (a
 // registered stream's only row), and the log line.
@@ -399,43 +443,56 @@ std::unique_ptr<StreamState> register_stream(SessionServices& services, const Se
   return std::make_unique<StreamState>(services.recorder, services.registry->add(std::move(info)));
 }
 
-// 5b. Cluster mode: after the instance's lease, the fleet's. Waits, woken by
-// releases anywhere in the fleet and in the fleet's order, until Redis grants
-// it, the pool's queue deadline passes or the client leaves. Sets
-// `admitted.refusal` (and gives the local lease back) when it is not granted.
+// 5b. Cluster mode: the fleet's lease comes first, then the instance's. A
+// stream takes its place on the fleet's wait list as it arrives, whichever
+// instance it reached: were the instance's own queue first, an instance with
+// more arrivals than its pool's limit would hold its surplus back from the
+// fleet's list while other instances' later arrivals passed them. Waits,
+// woken by releases anywhere in the fleet and in the fleet's order, until
+// Redis grants it, the pool's queue deadline passes or the client leaves.
+struct FleetWait {
+  cluster::FleetLease lease;  // when granted (or adopted: Redis away, local_share)
+  admission::Refusal refusal = admission::Refusal::none;
+  int in_use = 0, tenant_in_use = 0;  // the fleet's, when refused for room
+  double waited_seconds = 0;
+};
+
 template <class ClientStream>
-asio::awaitable<void> admit_in_fleet(ClientStream& stream, SessionServices& services, StreamState& state,
-                                     admission::AdmitResult& admitted) {
+asio::awaitable<FleetWait> wait_in_fleet(ClientStream& stream, SessionServices& services, StreamState& state) {
   using admission::Refusal;
   auto& agent = *services.cluster;
   auto& wake = *services.fleet_wake;
   const auto& info = state.entry().info();
+  const auto& pool = info.pool;
   auto& sock = beast::get_lowest_layer(stream).socket();
-  const auto now = std::chrono::steady_clock::now();
-  const auto arrived =
-      now - std::chrono::duration_cast<std::chrono::steady_clock::duration>(config::Seconds(admitted.waited_seconds));
-  auto terms = services.admission->fleet_terms(admitted.pool, info.tenant);
+  const auto arrived = std::chrono::steady_clock::now();
+  auto terms = services.admission->fleet_terms(pool, info.tenant);
   const auto deadline = arrived + std::chrono::duration_cast<std::chrono::steady_clock::duration>(terms.queue_timeout);
+  const bool may_wait = terms.queue_timeout > config::Seconds(0) && wake.waiting(pool) < terms.max_queue;
 
   cluster::AcquireRequest q;
   q.lease.id = fmt::format("{}/{}/{}", agent.instance(), util::log::run_id(), state.id());
   q.lease.instance = agent.instance();
   q.lease.session = std::to_string(state.id());
   q.lease.tenant = info.tenant;
-  q.lease.pool = admitted.pool;
+  q.lease.pool = pool;
   q.lease.opened_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::system_clock::now().time_since_epoch())
                           .count();
-  q.wait = true;
+  q.wait = may_wait;
 
+  FleetWait w;
   auto timer = std::make_shared<asio::steady_timer>(sock.get_executor());
-  auto registration = wake.add(admitted.pool, timer);
+  auto registration = wake.add(pool, timer);
   auto abandoned = std::make_shared<bool>(false);
   auto watching = std::make_shared<bool>(true);
   bool listed = false;
-  Refusal refusal = Refusal::none;
   for (bool first = true;; first = false) {
-    terms = services.admission->fleet_terms(admitted.pool, info.tenant);
+    terms = services.admission->fleet_terms(pool, info.tenant);
+    if (terms.closed) {
+      w.refusal = Refusal::shutting_down;
+      break;
+    }
     q.limit = terms.effective_limit;
     q.tenant_max = terms.tenant_max;
     q.held_aside = terms.cooling;
@@ -444,37 +501,44 @@ asio::awaitable<void> admit_in_fleet(ClientStream& stream, SessionServices& serv
     const auto generation = wake.generation();
     auto out = co_await agent.acquire(q);
     if (out.lease) {
-      admitted.lease.attach(std::move(out.lease));
+      w.lease = std::move(out.lease);
       break;
     }
     if (!out.ok) {
       // Redis cannot be reached: the configured choice.
       const auto& cl = services.policy.load()->config.cluster;
-      auto st = services.admission->status(admitted.pool);
+      auto st = services.admission->status(pool);
       const int share = std::max(1, terms.effective_limit / std::max(1, cl.expected_instances));
-      if (cl.on_redis_loss == "local_share" && st && st->in_use <= share) {
+      if (cl.on_redis_loss == "local_share" && st && st->in_use < share) {
         // Counted in the fleet as soon as Redis answers again.
         q.wait = false;
-        admitted.lease.attach(agent.adopt(q));
+        w.lease = agent.adopt(q);
         ++services.cluster_degraded_admissions;
-        spdlog::warn("[S{}] admitted on this instance's share of pool '{}' ({} of {}): {}", state.id(), admitted.pool,
-                     st->in_use, share, out.error);
+        spdlog::warn("[S{}] admitted on this instance's share of pool '{}' ({} of {}): {}", state.id(), pool,
+                     st->in_use + 1, share, out.error);
       } else {
         spdlog::warn("[S{}] not admitted: {}", state.id(), out.error);
-        refusal = Refusal::cluster_unavailable;
+        w.refusal = Refusal::cluster_unavailable;
       }
       break;
     }
-    listed = out.result.outcome == cluster::AcquireResult::Outcome::pool_full;
+    listed = out.result.outcome == cluster::AcquireResult::Outcome::pool_full && may_wait;
+    w.in_use = out.result.in_use;
+    w.tenant_in_use = out.result.tenant_in_use;
+    if (!may_wait) {
+      // No queue (queue_timeout 0), or this instance's share of the fleet's
+      // list (max_queue) is taken.
+      w.refusal = out.result.outcome == cluster::AcquireResult::Outcome::tenant_full ? Refusal::tenant_quota
+                                                                                      : Refusal::queue_full;
+      break;
+    }
     if (*abandoned) {
-      refusal = Refusal::abandoned;
+      w.refusal = Refusal::abandoned;
       break;
     }
     if (std::chrono::steady_clock::now() >= deadline) {
-      refusal = out.result.outcome == cluster::AcquireResult::Outcome::tenant_full ? Refusal::tenant_quota
-                                                                                    : Refusal::queue_timeout;
-      admitted.in_use = out.result.in_use;
-      admitted.tenant_in_use = out.result.tenant_in_use;
+      w.refusal = out.result.outcome == cluster::AcquireResult::Outcome::tenant_full ? Refusal::tenant_quota
+                                                                                      : Refusal::queue_timeout;
       break;
     }
     if (first) {
@@ -501,13 +565,34 @@ asio::awaitable<void> admit_in_fleet(ClientStream& stream, SessionServices& serv
   *watching = false;
   boost::system::error_code ignored;
   sock.cancel(ignored);
-  if (refusal == Refusal::none) co_return;
-  if (listed) agent.leave(admitted.pool, q.lease.id);
-  admitted.lease.release();
-  admitted.refusal = refusal;
-  admitted.waited_seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - arrived).count();
-  services.admission->count_refusal(admitted.pool, admission::refusal_name(refusal));
+  if (w.refusal != Refusal::none && listed) agent.leave(pool, q.lease.id);
+  w.waited_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - arrived).count();
+  co_return w;
+}
+
+// 5 in cluster mode: the fleet's lease, then the instance's (at once, but for
+// a local cooldown or limit change meanwhile), which carries it from then on.
+template <class ClientStream>
+asio::awaitable<admission::AdmitResult> admit_clustered(ClientStream& stream, SessionServices& services,
+                                                         StreamState& state) {
+  const auto& info = state.entry().info();
+  auto terms = services.admission->fleet_terms(info.pool, info.tenant);
+  // No such pool, or shutting down: the instance's own refusal.
+  if (!terms.found || terms.closed) co_return co_await admit(stream, services, info.pool, info.tenant);
+  auto fleet = co_await wait_in_fleet(stream, services, state);
+  if (fleet.refusal != admission::Refusal::none) {
+    auto r = services.admission->refuse(info.pool, info.tenant, fleet.refusal);
+    r.waited_seconds = fleet.waited_seconds;
+    if (fleet.refusal != admission::Refusal::shutting_down && fleet.refusal != admission::Refusal::cluster_unavailable) {
+      r.in_use = fleet.in_use;  // the fleet's, which refused
+      r.tenant_in_use = fleet.tenant_in_use;
+    }
+    co_return r;
+  }
+  auto admitted = co_await admit(stream, services, info.pool, info.tenant);
+  admitted.waited_seconds += fleet.waited_seconds;
+  if (admitted.lease) admitted.lease.attach(std::move(fleet.lease));
+  co_return admitted;  // refused locally: the fleet's lease goes back as `fleet` ends
 }
 
 // 5. Admission: a lease on the pool, now or after a wait in its queue.
@@ -516,8 +601,11 @@ asio::awaitable<std::optional<Refused>> admit_stream(ClientStream& stream, Sessi
                                                      const Route& route) {
   auto& entry = state.entry();
   const auto& tenant = entry.info().tenant;
-  auto admitted = co_await admit(stream, services, entry.info().pool, tenant);
-  if (admitted.lease && services.cluster) co_await admit_in_fleet(stream, services, state, admitted);
+  admission::AdmitResult admitted;
+  if (services.cluster)
+    admitted = co_await admit_clustered(stream, services, state);
+  else
+    admitted = co_await admit(stream, services, entry.info().pool, tenant);
   if (admitted.lease) {
     state.admitted(std::move(admitted.lease));
     co_return std::nullopt;
@@ -578,7 +666,10 @@ asio::awaitable<Result<upstream::ConnectResult>> connect_upstream(SessionService
   admission::Upstream429Decision gave_up;  // the last refusal's decision, when it ended the retries
   for (int attempt = 0;; ++attempt) {
     conn = co_await upstream::connect(executor, *services.upstream_tls, creq);
-    if (conn.ok()) services.admission->on_upstream_accepted(state.lease());
+    if (conn.ok()) {
+      services.admission->on_upstream_accepted(state.lease());
+      if (services.cluster) services.cluster->accepted(pool);
+    }
     if (conn.ok() || !conn.refusal || conn.refusal->status != 429) break;
     // The controller learns from the refusal and decides; retries run while
     // the lease is younger than upstream.retry_429.deadline.
@@ -599,7 +690,7 @@ asio::awaitable<Result<upstream::ConnectResult>> connect_upstream(SessionService
     ev["retry_in_ms"] = d.retry ? boost::json::value(std::chrono::duration_cast<std::chrono::milliseconds>(d.wait).count())
                                 : boost::json::value(nullptr);
     ev["sessions"] = pool_snapshot(*services.registry, pool);
-    services.events->record("upstream_429", std::move(ev));
+    record_429(services, pool, d.explained, std::move(ev));
     spdlog::warn("[S{}] upstream answered 429 with pool '{}' at {} of {} (vendor holds {} open, {} cooling, release "
                  "delay {:.2f} s); {}",
                  id, pool, d.gateway_in_use, d.limit, d.upstream_open, d.cooling, d.release_delay_seconds,

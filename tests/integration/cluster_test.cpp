@@ -2,6 +2,9 @@
 // and one simulator, which judges whether the fleet ever passed the vendor's
 // limit.
 #include <atomic>
+#include <limits>
+#include <map>
+#include <set>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -9,10 +12,15 @@
 #include <filesystem>
 #include <fstream>
 
+#include <fmt/format.h>
+
 #include "child_process.hpp"
 #include "cluster/lease_store.hpp"
+#include "history/store.hpp"
 #include "net/endpoint.hpp"
+#include "postgres_schema.hpp"
 #include "redis_test_env.hpp"
+#include "run_sluice.hpp"
 #include "sluice_binary.hpp"
 #include "sim_counts.hpp"
 #include "stack.hpp"
@@ -42,20 +50,36 @@ Stack::Tweak instance(const std::string& url, const std::string& prefix, const s
   };
 }
 
+// Three instances on one Redis, pool "streaming" at `limit`; A's simulator
+// is the vendor for all three, with the same limit for the whole fleet.
+struct ThreeInstances {
+  ThreeInstances(const std::string& url, int limit)
+      : prefix(unique_redis_prefix()),
+        a(vendor(limit), instance(url, prefix, "A", limit)),
+        b({}, instance(url, prefix, "B", limit, &a)),
+        c({}, instance(url, prefix, "C", limit, &a)),
+        probe(cluster::parse_redis_url(url), {.prefix = prefix}) {}
+  static sim::SimConfig vendor(int limit) {
+    sim::SimConfig sc;
+    sc.default_limits[protocol::Family::streaming] = limit;
+    return sc;
+  }
+  std::string prefix;
+  Stack a, b, c;
+  cluster::LeaseStore probe;
+  Stack* stacks[3] = {&a, &b, &c};
+};
+
 }  // namespace
 
 TEST(Cluster, ThreeInstancesHoldTheVendorToItsLimitAndAdmitInTheFleetsArrivalOrder) {
   SLUICE_REQUIRE_REDIS(url);
   constexpr int L = 3;
   constexpr int kClients = 3 * L;
-  const auto prefix = unique_redis_prefix();
-  sim::SimConfig sc;
-  sc.default_limits[protocol::Family::streaming] = L;  // the vendor's real limit, for the whole fleet
-  Stack a(sc, instance(url, prefix, "A", L));
-  Stack b({}, instance(url, prefix, "B", L, &a));
-  Stack c({}, instance(url, prefix, "C", L, &a));
-  Stack* stacks[] = {&a, &b, &c};
-  cluster::LeaseStore probe(cluster::parse_redis_url(url), {.prefix = prefix});
+  ThreeInstances fleet(url, L);  // the vendor's real limit is L, for the whole fleet
+  auto& a = fleet.a;
+  auto& stacks = fleet.stacks;
+  auto& probe = fleet.probe;
 
   // Client i arrives at instance i % 3, 150 ms after client i - 1: each
   // instance alone would admit all three of its own.
@@ -159,11 +183,27 @@ TEST(Cluster, AKilledInstancesLeasesReturnWithinTheExpiryAndItsWaitersGetIn) {
   SLUICE_REQUIRE_REDIS(url);
   constexpr int L = 2;
   const auto prefix = unique_redis_prefix();
+  // One history for the fleet: the test's PostgreSQL when there is one (CI),
+  // else a SQLite file both processes write.
+  auto dir = std::filesystem::temp_directory_path() / "sluice-cluster-test";
+  std::filesystem::create_directories(dir);
+  std::optional<PostgresSchema> pg;
+  std::string history_url = (dir / ("fleet-" + std::to_string(::getpid()) + ".db")).string();
+  if (auto base = postgres_url()) {
+    pg.emplace(*base);
+    history_url = pg->url();
+  } else if (in_ci()) {
+    FAIL() << kNoPostgresInCi;
+  }
   auto short_leases = [&](const std::string& name, Stack* judge) {
     return [=](config::Config& c, Stack& self) {
       instance(url, prefix, name, L, judge)(c, self);
       c.cluster.lease_ttl = config::Seconds(1.5);
       c.cluster.renew_interval = config::Seconds(0.5);
+      c.store.url = history_url;
+      c.store.instance = name;
+      c.store.heartbeat = config::Seconds(0.2);
+      c.store.stale_after = config::Seconds(1);
     };
   };
   sim::SimConfig sc;
@@ -172,8 +212,6 @@ TEST(Cluster, AKilledInstancesLeasesReturnWithinTheExpiryAndItsWaitersGetIn) {
   cluster::LeaseStore probe(cluster::parse_redis_url(url), {.prefix = prefix});
 
   // Instance A is a process of its own, relaying to B's simulator.
-  auto dir = std::filesystem::temp_directory_path() / "sluice-cluster-test";
-  std::filesystem::create_directories(dir);
   auto file = (dir / ("a-" + std::to_string(::getpid()) + ".yaml")).string();
   {
     std::ofstream f(file);
@@ -181,7 +219,8 @@ TEST(Cluster, AKilledInstancesLeasesReturnWithinTheExpiryAndItsWaitersGetIn) {
       << "pools:\n  - name: streaming\n    match: {path: /v1/listen}\n    limit: " << L
       << "\n    queue_timeout: 30s\n"
       << "cluster:\n  redis_url: \"" << url << "\"\n  instance: A\n  key_prefix: \"" << prefix
-      << "\"\n  lease_ttl: 1.5s\n  renew_interval: 0.5s\n";
+      << "\"\n  lease_ttl: 1.5s\n  renew_interval: 0.5s\n"
+      << "store:\n  url: \"" << history_url << "\"\n  instance: A\n  heartbeat: 200ms\n  stale_after: 1s\n";
   }
   ChildProcess a({SLUICE_BINARY, "serve", "--config", file, "--upstream", "ws://" + net::to_string(b.sim().endpoint())});
   auto a_port = static_cast<unsigned short>(std::stoi(a.wait_for_line(R"(listening on 127\.0\.0\.1:(\d+) admin)")[1]));
@@ -189,6 +228,16 @@ TEST(Cluster, AKilledInstancesLeasesReturnWithinTheExpiryAndItsWaitersGetIn) {
   ASSERT_TRUE(x.open(a_port, kListen, "Token k"));
   ASSERT_TRUE(y.open(a_port, kListen, "Token k"));
   EXPECT_EQ(probe.count("streaming"), L);
+  history::OpenOptions reader;
+  reader.read_only = true;
+  auto a_rows = [&](history::Outcome outcome) {
+    history::Store store(history_url, reader);
+    int n = 0;
+    store.sessions({.from = 0, .to = std::numeric_limits<history::Micros>::max() / 2, .instance = "A"},
+                   [&](history::SessionRecord&& r) { n += r.outcome == outcome; });
+    return n;
+  };
+  ASSERT_TRUE(poll_until([&] { return a_rows(history::Outcome::open) == L; })) << "A's open streams are not recorded";
 
   // A client on B waits for the fleet.
   Client waiting;
@@ -207,10 +256,269 @@ TEST(Cluster, AKilledInstancesLeasesReturnWithinTheExpiryAndItsWaitersGetIn) {
   EXPECT_TRUE(poll_until([&] { return probe.count("streaming") == sim_streaming(b); }))
       << probe.count("streaming") << " fleet leases, " << sim_streaming(b) << " upstream streams";
   EXPECT_EQ(probe.count("streaming"), 1);
+  // B notices that A went silent and ends A's rows: A never starts again.
+  EXPECT_TRUE(poll_until([&] { return a_rows(history::Outcome::interrupted) == L; }, std::chrono::seconds(10)))
+      << a_rows(history::Outcome::interrupted) << " of A's " << L << " streams marked interrupted";
+  EXPECT_EQ(a_rows(history::Outcome::open), 0);
+  EXPECT_TRUE(poll_until([&] { return b.gateway().recorder()->stats().interrupted_by_sweep >= L; }))
+      << "B did not count the rows it marked";
   t.join();
   waiting.ws.close(websocket::close_code::normal);
   EXPECT_TRUE(poll_until([&] { return probe.count("streaming") == 0 && sim_streaming(b) == 0; }));
   std::filesystem::remove(file);
+  if (!pg) std::filesystem::remove(history_url);
+}
+
+namespace {
+
+boost::json::object admin_json(Stack& s, http::verb verb, const std::string& target, unsigned expected) {
+  auto res = admin_call(s.admin_port(), verb, target);
+  EXPECT_EQ(res.result_int(), expected) << target << "\n" << res.body();
+  auto v = boost::json::parse(res.body());
+  return v.is_object() ? v.as_object() : boost::json::object{};
+}
+
+std::string session_id_of(const Client& c) { return std::string(c.response["x-sluice-session-id"]); }
+
+// The fleet's sessions as one instance's API lists them: instance -> ids.
+std::map<std::string, std::set<std::string>> fleet_sessions(Stack& s, const std::string& query = "") {
+  auto o = admin_json(s, http::verb::get, "/api/v1/sessions?scope=cluster" + query, 200);
+  std::map<std::string, std::set<std::string>> out;
+  if (!o.contains("sessions")) return out;
+  for (const auto& v : o.at("sessions").as_array())
+    out[std::string(v.at("instance").as_string())].insert(std::to_string(v.at("id").to_number<std::uint64_t>()));
+  return out;
+}
+
+}  // namespace
+
+TEST(Cluster, AnyInstancesApiShowsTheFleetsSessionsAndEndsOneHeldElsewhere) {
+  SLUICE_REQUIRE_REDIS(url);
+  constexpr int L = 4;
+  ThreeInstances fleet(url, L);
+  auto& a = fleet.a;
+  auto& b = fleet.b;
+  auto& c = fleet.c;
+  auto& probe = fleet.probe;
+  Client x, y, z;
+  ASSERT_TRUE(x.open(a.port(), kListen, "Token k"));
+  ASSERT_TRUE(y.open(a.port(), kListen, "Token k"));
+  ASSERT_TRUE(z.open(b.port(), kListen, "Token k"));
+  const std::map<std::string, std::set<std::string>> all{{"A", {session_id_of(x), session_id_of(y)}},
+                                                         {"B", {session_id_of(z)}}};
+  // C holds none of them, and lists them all, each with its instance.
+  ASSERT_TRUE(poll_until([&] { return fleet_sessions(c) == all; })) << "C's fleet view never showed all three";
+  auto listed = admin_json(c, http::verb::get, "/api/v1/sessions?scope=cluster", 200);
+  EXPECT_EQ(listed.at("scope"), "cluster");
+  EXPECT_EQ(listed.at("count"), 3);
+  std::map<std::string, std::int64_t> per_instance;
+  for (const auto& i : listed.at("instances").as_array())
+    per_instance[std::string(i.at("instance").as_string())] = i.at("sessions").as_int64();
+  EXPECT_EQ(per_instance, (std::map<std::string, std::int64_t>{{"A", 2}, {"B", 1}, {"C", 0}}));
+  for (const auto& v : listed.at("sessions").as_array()) {
+    EXPECT_EQ(v.at("pool"), "streaming") << v;
+    EXPECT_EQ(v.at("state"), "open") << v;
+  }
+  // The list's filters hold for the fleet too.
+  EXPECT_EQ(fleet_sessions(c, "&pool=streaming"), all);
+  EXPECT_TRUE(fleet_sessions(c, "&state=queued").empty());
+  EXPECT_TRUE(fleet_sessions(c, "&path=/v1/speak").empty());
+  // Without scope, an instance lists its own alone, as ever.
+  EXPECT_EQ(admin_json(a, http::verb::get, "/api/v1/sessions", 200).at("count"), 2);
+
+  // One session held by B, through C.
+  auto one = admin_json(c, http::verb::get, "/api/v1/sessions/" + session_id_of(z) + "?instance=B", 200);
+  EXPECT_EQ(one.at("instance"), "B");
+  EXPECT_EQ(one.at("request_id"), boost::json::value(std::string(z.response["dg-request-id"])));
+
+  // The fleet's use of each pool, through C: two instances hold leases.
+  auto pools = admin_json(c, http::verb::get, "/api/v1/pools", 200);
+  EXPECT_EQ(pools.at("instance"), "C");
+  EXPECT_EQ(pools.at("fleet_leases"), 3);
+  EXPECT_EQ(pools.at("leases"), 0);  // C's own
+  for (const auto& p : pools.at("pools").as_array()) {
+    if (p.at("name") != "streaming") continue;
+    EXPECT_EQ(p.at("fleet").at("in_use"), 3) << p;
+    EXPECT_EQ(p.at("fleet").at("waiting"), 0) << p;
+    EXPECT_EQ(p.at("fleet").at("instances"), (boost::json::object{{"A", 2}, {"B", 1}})) << p;
+  }
+
+  // The same from the command line.
+  auto cli = [&](std::vector<std::string> args) {
+    args.insert(args.end(), {"--admin", "127.0.0.1:" + std::to_string(c.admin_port())});
+    return run_sluice(args, {"SLUICE_ADMIN_TOKEN=admin-secret"});
+  };
+  auto ls = cli({"ls", "--cluster"});
+  EXPECT_EQ(ls.status, 0) << ls.err;
+  EXPECT_NE(ls.out.find("INSTANCE"), std::string::npos) << ls.out;
+  EXPECT_NE(ls.out.find("\nB "), std::string::npos) << ls.out;
+  auto pools_cli = cli({"pools"});
+  EXPECT_NE(pools_cli.out.find("A=2 B=1"), std::string::npos) << pools_cli.out;
+  auto unknown = cli({"end", "1", "--instance", "nobody"});
+  EXPECT_EQ(unknown.status, 1) << unknown.out << unknown.err;
+  EXPECT_NE(unknown.err.find("no instance 'nobody'"), std::string::npos) << unknown.err;
+
+  // C ends a stream A holds: A closes it as its own DELETE would.
+  auto del = admin_json(c, http::verb::delete_, "/api/v1/sessions/" + session_id_of(x) + "?instance=A", 202);
+  EXPECT_EQ(del.at("instance"), "A");
+  EXPECT_EQ(del.at("status"), "requested");
+  EXPECT_EQ(x.read_until_close(), 1000);
+  ASSERT_TRUE(poll_until([&] { return fleet_sessions(c).size() == 2 && fleet_sessions(c)["A"].size() == 1; }));
+  EXPECT_TRUE(poll_until([&] { return probe.count("streaming") == 2; }));
+
+  // What cannot be done says so.
+  admin_json(c, http::verb::delete_, "/api/v1/sessions/1?instance=nobody", 404);
+  admin_json(c, http::verb::get, "/api/v1/sessions/999999?instance=B", 404);
+  admin_json(c, http::verb::get, "/api/v1/sessions?scope=everywhere", 400);
+  admin_json(c, http::verb::get, "/api/v1/sessions/1?shard=2", 400);
+  Stack alone;
+  auto refused = admin_json(alone, http::verb::get, "/api/v1/sessions?scope=cluster", 400);
+  EXPECT_NE(std::string(refused.at("message").as_string()).find("cluster.redis_url"), std::string::npos) << refused;
+  admin_json(alone, http::verb::delete_, "/api/v1/sessions/1?instance=A", 400);
+
+  // An instance that stops leaves the view at once, not at its expiry.
+  z.ws.close(websocket::close_code::normal);
+  y.ws.close(websocket::close_code::normal);
+  ASSERT_TRUE(poll_until([&] { return fleet_sessions(c).empty(); }));
+}
+
+// Waiting times across instances: arrivals skewed 1:4:1 over A, B and C, more
+// than the pool can take, each stream held a while. The fleet's wait list
+// admits in arrival order, so a client's wait depends on when it came, not
+// where: the per-instance means are reported (the spread) and the order is
+// checked.
+TEST(Cluster, WaitingTimesDependOnArrivalNotOnTheInstance) {
+  SLUICE_REQUIRE_REDIS(url);
+  constexpr int L = 2;
+  constexpr int kClients = 24;
+  ThreeInstances fleet(url, L);
+  auto& a = fleet.a;
+  auto& stacks = fleet.stacks;
+  const char* names[] = {"A", "B", "C"};
+  using Clock = std::chrono::steady_clock;
+  struct Outcome {
+    int instance = 0;
+    Clock::time_point arrived, admitted;
+    bool in = false;
+  };
+  std::vector<Outcome> out(kClients);
+  std::vector<std::jthread> threads;
+  for (int i = 0; i < kClients; ++i) {
+    int at = (i % 6 == 0) ? 0 : (i % 6 == 3) ? 2 : 1;  // A, B, B, C, B, B, ...
+    out[i].instance = at;
+    out[i].arrived = Clock::now();
+    threads.emplace_back([&, i, at] {
+      Client cl;
+      if (!cl.open(stacks[at]->port(), kListen, "Token k")) return;
+      out[i].admitted = Clock::now();
+      out[i].in = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the stream's life
+      cl.send_text(R"({"type":"CloseStream"})");
+      cl.read_until_close();
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  }
+  threads.clear();
+  double sum[3] = {0, 0, 0}, most[3] = {0, 0, 0};
+  int n[3] = {0, 0, 0};
+  for (const auto& o : out) {
+    ASSERT_TRUE(o.in) << "a client was not admitted";
+    double w = std::chrono::duration<double>(o.admitted - o.arrived).count();
+    sum[o.instance] += w;
+    most[o.instance] = std::max(most[o.instance], w);
+    ++n[o.instance];
+  }
+  std::string report;
+  double lo = 1e9, hi = 0;
+  for (int k = 0; k < 3; ++k) {
+    double mean = sum[k] / n[k];
+    lo = std::min(lo, mean);
+    hi = std::max(hi, mean);
+    report += fmt::format("{}{}: {} clients, mean wait {:.3f} s, max {:.3f} s", k ? "; " : "", names[k], n[k], mean,
+                          most[k]);
+  }
+  RecordProperty("waits_by_instance", report);
+  RecordProperty("spread_of_mean_waits_seconds", std::to_string(hi - lo));
+  std::printf("waiting times: %s; spread of the means %.3f s\n", report.c_str(), hi - lo);
+  // No client overtook an earlier one (beyond the few milliseconds between
+  // a grant and its client's clock reading).
+  for (int i = 0; i < kClients; ++i)
+    for (int j = i + 1; j < kClients; ++j)
+      EXPECT_GE(out[j].admitted + std::chrono::milliseconds(20), out[i].admitted)
+          << "client " << j << " (at " << names[out[j].instance] << ") got in before client " << i << " (at "
+          << names[out[i].instance] << ")";
+  EXPECT_LE(sim_streaming(a, true), L);
+  EXPECT_EQ(sim_429s(a), 0);
+}
+
+// The vendor counts the fleet's streams, so an upstream 429 on one instance
+// names the holders on every instance.
+TEST(Cluster, AnUpstream429NamesThePoolsHoldersOnEveryInstance) {
+  SLUICE_REQUIRE_REDIS(url);
+  const auto prefix = unique_redis_prefix();
+  sim::SimConfig sc;
+  sc.default_limits[protocol::Family::streaming] = 2;  // the vendor's; the pools say 5
+  auto member = [&](const std::string& name, Stack* judge) {
+    return [=](config::Config& c, Stack& self) {
+      instance(url, prefix, name, 5, judge)(c, self);
+      c.upstream.retry_429.initial_backoff = config::Seconds(0.05);
+      c.upstream.retry_429.max_backoff = config::Seconds(0.2);
+      c.upstream.retry_429.deadline = config::Seconds(20);
+    };
+  };
+  Stack a(sc, member("A", nullptr));
+  Stack b({}, member("B", &a));
+  cluster::LeaseStore probe(cluster::parse_redis_url(url), {.prefix = prefix});
+  // Traffic outside the fleet holds one of the vendor's two slots.
+  Client outside;
+  ASSERT_TRUE(outside.open(a.sim().endpoint().port(), kListen, "Token k"));
+  Client g1;
+  ASSERT_TRUE(g1.open(a.port(), kListen, "Token k"));
+  // B's stream has the fleet's lease and meets the vendor's 429.
+  Client g2;
+  std::jthread t([&] { g2.open(b.port(), kListen, "Token k"); });
+  ASSERT_TRUE(eventually([&] { return b.gateway().events().count("upstream_429") > 0; }));
+  auto ev = b.gateway().events().list({.type = "upstream_429"}).front();
+  ASSERT_TRUE(ev.fields.contains("fleet_holders")) << boost::json::serialize(ev.fields);
+  std::map<std::string, std::string> holders;  // instance -> session
+  for (const auto& h : ev.fields.at("fleet_holders").as_array())
+    holders[std::string(h.at("instance").as_string())] = std::string(h.at("session").as_string());
+  EXPECT_EQ(holders.size(), 2u) << boost::json::serialize(ev.fields);
+  EXPECT_EQ(holders["A"], session_id_of(g1)) << boost::json::serialize(ev.fields);
+  EXPECT_TRUE(holders.contains("B")) << boost::json::serialize(ev.fields);
+  // The local snapshot is still there: B's own stream.
+  EXPECT_EQ(ev.fields.at("sessions").as_array().size(), 1u);
+  // Nothing released explains the refusal: the fleet's effective limit, not
+  // B's alone, falls to what the fleet holds besides the refused stream.
+  EXPECT_EQ(ev.fields.at("fleet_effective_limit"), 1) << boost::json::serialize(ev.fields);
+  EXPECT_EQ(probe.lowered_limit("streaming"), 1);
+  EXPECT_EQ(b.gateway().admission().status("streaming")->effective_limit, 5);
+  auto pools = admin_json(a, http::verb::get, "/api/v1/pools", 200);
+  for (const auto& p : pools.at("pools").as_array()) {
+    if (p.at("name") == "streaming") {
+      EXPECT_EQ(p.at("fleet").at("effective_limit"), 1) << p;
+    }
+  }
+  // So a new stream on A waits in the fleet rather than meeting the vendor's 429.
+  const auto refusals = sim_429s(a);
+  {
+    Client g3;
+    std::jthread t3([&] { g3.open(a.port(), kListen, "Token k"); });
+    ASSERT_TRUE(poll_until([&] { return probe.waiting("streaming") == 1; })) << "A's new stream is not waiting";
+    EXPECT_EQ(sim_429s(a), refusals);
+    beast::get_lowest_layer(g3.ws).socket().shutdown(tcp::socket::shutdown_both);  // it gives up
+    t3.join();
+  }
+  EXPECT_TRUE(poll_until([&] { return probe.waiting("streaming") == 0; }));
+  // The outside stream leaves: B's retry gets through, and the vendor's
+  // acceptance gives the fleet its limit back.
+  outside.ws.close(websocket::close_code::normal);
+  t.join();
+  EXPECT_FALSE(g2.error) << g2.response.result_int();
+  EXPECT_TRUE(poll_until([&] { return !probe.lowered_limit("streaming"); })) << "the fleet's limit stayed lowered";
+  g1.ws.close(websocket::close_code::normal);
+  g2.ws.close(websocket::close_code::normal);
+  EXPECT_TRUE(poll_until([&] { return probe.count("streaming") == 0; }));
 }
 
 TEST(Cluster, ChaosOnThreeInstancesStrandsNoLease) {
