@@ -16,6 +16,8 @@
 
 #include "child_process.hpp"
 #include "cluster/lease_store.hpp"
+#include "history/recorder.hpp"
+#include "history/rollup.hpp"
 #include "history/store.hpp"
 #include "net/endpoint.hpp"
 #include "postgres_schema.hpp"
@@ -50,14 +52,43 @@ Stack::Tweak instance(const std::string& url, const std::string& prefix, const s
   };
 }
 
-// Three instances on one Redis, pool "streaming" at `limit`; A's simulator
-// is the vendor for all three, with the same limit for the whole fleet.
+// One history for a fleet: a schema on the test's PostgreSQL when there is
+// one (CI), else a SQLite file every instance writes.
+struct SharedHistory {
+  SharedHistory() {
+    auto dir = std::filesystem::temp_directory_path() / "sluice-cluster-test";
+    std::filesystem::create_directories(dir);
+    url = (dir / ("fleet-" + unique_suffix() + ".db")).string();
+    if (auto base = postgres_url()) {
+      pg.emplace(*base);
+      url = pg->url();
+    }
+  }
+  ~SharedHistory() {
+    std::error_code ec;
+    if (!pg) std::filesystem::remove(url, ec);
+  }
+  // An instance's store: this history, under the instance's name.
+  Stack::Tweak member(Stack::Tweak tweak, const std::string& name) const {
+    return [tweak, name, url = url](config::Config& c, Stack& self) {
+      tweak(c, self);
+      c.store.url = url;
+      c.store.instance = name;
+    };
+  }
+  std::optional<PostgresSchema> pg;
+  std::string url;
+};
+
+// Three instances on one Redis and one history, pool "streaming" at
+// `limit`; A's simulator is the vendor for all three, with the same limit
+// for the whole fleet.
 struct ThreeInstances {
   ThreeInstances(const std::string& url, int limit)
       : prefix(unique_redis_prefix()),
-        a(vendor(limit), instance(url, prefix, "A", limit)),
-        b({}, instance(url, prefix, "B", limit, &a)),
-        c({}, instance(url, prefix, "C", limit, &a)),
+        a(vendor(limit), shared.member(instance(url, prefix, "A", limit), "A")),
+        b({}, shared.member(instance(url, prefix, "B", limit, &a), "B")),
+        c({}, shared.member(instance(url, prefix, "C", limit, &a), "C")),
         probe(cluster::parse_redis_url(url), {.prefix = prefix}) {}
   static sim::SimConfig vendor(int limit) {
     sim::SimConfig sc;
@@ -65,6 +96,7 @@ struct ThreeInstances {
     return sc;
   }
   std::string prefix;
+  SharedHistory shared;
   Stack a, b, c;
   cluster::LeaseStore probe;
   Stack* stacks[3] = {&a, &b, &c};
@@ -140,6 +172,26 @@ TEST(Cluster, ThreeInstancesHoldTheVendorToItsLimitAndAdmitInTheFleetsArrivalOrd
   EXPECT_TRUE(eventually([&] { return probe.count("streaming") == 0 && sim_streaming(a) == 0; }))
       << probe.count("streaming") << " fleet leases, " << sim_streaming(a) << " upstream streams";
   for (auto* s : stacks) EXPECT_EQ(s->gateway().admission().leases_in_use(), 0);
+
+  // The fleet's history, in the one database: every stream once, with its
+  // instance, and a peak of L for the fleet, whichever instance held them.
+  for (auto* s : stacks) ASSERT_TRUE(s->gateway().recorder()->flush(10'000'000));
+  history::OpenOptions reader;
+  reader.read_only = true;
+  history::Store store(fleet.shared.url, reader);
+  const auto now = registry::wall_ns() / 1000;
+  std::map<std::string, int> per_instance;
+  for (const char* name : {"A", "B", "C"})
+    store.sessions({.from = now - 600'000'000, .to = now + 1, .instance = name},
+                   [&](history::SessionRecord&& r) { per_instance[name] += r.opened_at.has_value(); });
+  EXPECT_EQ(per_instance, (std::map<std::string, int>{{"A", L}, {"B", L}, {"C", L}}));
+  auto peak = [&](std::optional<std::string> instance) {
+    auto pools = history::concurrency(store, now - 600'000'000, now + 1, 0, 600'000'000, std::string("streaming"),
+                                      std::nullopt, now, instance);
+    return pools.empty() ? 0 : pools.front().peak;
+  };
+  EXPECT_EQ(peak(std::nullopt), L) << "the fleet's peak in the history";
+  for (const char* name : {"A", "B", "C"}) EXPECT_LE(peak(std::string(name)), L) << name;
 }
 
 TEST(Cluster, RedisUnreachableRefusesWith503WhenConfiguredTo) {
@@ -185,16 +237,10 @@ TEST(Cluster, AKilledInstancesLeasesReturnWithinTheExpiryAndItsWaitersGetIn) {
   const auto prefix = unique_redis_prefix();
   // One history for the fleet: the test's PostgreSQL when there is one (CI),
   // else a SQLite file both processes write.
+  SharedHistory shared;
+  if (!shared.pg && in_ci()) FAIL() << kNoPostgresInCi;
+  const std::string history_url = shared.url;
   auto dir = std::filesystem::temp_directory_path() / "sluice-cluster-test";
-  std::filesystem::create_directories(dir);
-  std::optional<PostgresSchema> pg;
-  std::string history_url = (dir / ("fleet-" + std::to_string(::getpid()) + ".db")).string();
-  if (auto base = postgres_url()) {
-    pg.emplace(*base);
-    history_url = pg->url();
-  } else if (in_ci()) {
-    FAIL() << kNoPostgresInCi;
-  }
   auto short_leases = [&](const std::string& name, Stack* judge) {
     return [=](config::Config& c, Stack& self) {
       instance(url, prefix, name, L, judge)(c, self);
@@ -266,7 +312,6 @@ TEST(Cluster, AKilledInstancesLeasesReturnWithinTheExpiryAndItsWaitersGetIn) {
   waiting.ws.close(websocket::close_code::normal);
   EXPECT_TRUE(poll_until([&] { return probe.count("streaming") == 0 && sim_streaming(b) == 0; }));
   std::filesystem::remove(file);
-  if (!pg) std::filesystem::remove(history_url);
 }
 
 namespace {
