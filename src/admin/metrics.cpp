@@ -302,6 +302,10 @@ std::string render_metrics(const registry::Registry& registry, const admission::
         c->reregistered);
     one("sluice_cluster_local_share_admissions_total", "counter",
         "Streams admitted on this instance's local share while Redis could not be reached.", c->local_share_admissions);
+    out.family("sluice_cluster_acquire_seconds", "histogram",
+               "From a stream's request for a fleet lease to Redis's answer (the cluster thread's queue and the "
+               "script's round trip).");
+    out.histogram("sluice_cluster_acquire_seconds", {}, c->acquire);
   }
   out.family("sluice_accept_errors_total", "counter",
              "Failed accepts by listener and reason (emfile, enfile, enobufs, enomem: the listener backs off; other).");

@@ -213,6 +213,7 @@ void Agent::work() {
           out.error = e.what();
         }
       }
+      if (out.ok) acquire_seconds_.observe(std::chrono::duration<double>(SteadyClock::now() - job.asked).count());
       asio::post(job.executor, [done = std::move(job.done), out = std::move(out)]() mutable { done(std::move(out)); });
     }
     for (auto& task : tasks) task(&store_);

@@ -38,6 +38,7 @@
 
 #include "cluster/fleet_lease.hpp"
 #include "cluster/lease_store.hpp"
+#include "util/histogram.hpp"
 
 namespace sluice::cluster {
 
@@ -107,6 +108,9 @@ class Agent : public std::enable_shared_from_this<Agent> {
   // limit, so its next acceptance restores it.
   void note_lowered(const std::string& pool) { lowered_.insert(pool); }
 
+  // From an acquire's request to its outcome (the worker's queue and the
+  // script's round trip), for /metrics.
+  util::HistogramSnapshot acquire_latency() const { return acquire_seconds_.snapshot(); }
   int held() const { return held_count_.load(); }         // leases this instance holds
   bool redis_ok() const { return redis_ok_.load(); }       // the last command reached Redis
   long long reregistered() const { return reregistered_.load(); }  // leases registered again after a loss
@@ -117,6 +121,7 @@ class Agent : public std::enable_shared_from_this<Agent> {
     AcquireRequest request;
     boost::asio::any_io_executor executor;
     std::function<void(AcquireOutcome)> done;
+    std::chrono::steady_clock::time_point asked = std::chrono::steady_clock::now();
   };
   struct Release {
     std::string pool, tenant, id;
@@ -151,6 +156,7 @@ class Agent : public std::enable_shared_from_this<Agent> {
   std::atomic<bool> redis_ok_{false};
   std::atomic<bool> stop_subscriber_{false};
   std::atomic<long long> reregistered_{0};
+  util::Histogram acquire_seconds_{util::kRedisBuckets};
   std::thread worker_;
   std::thread subscriber_;
 };

@@ -177,6 +177,7 @@ Gateway::Gateway(boost::asio::io_context& ioc, config::Config raw) : ioc_(ioc) {
         f.redis_up = a->redis_ok();
         f.leases_held = a->held();
         f.reregistered = a->reregistered();
+        f.acquire = a->acquire_latency();
       }
       if (auto w = wake.lock()) f.waiting = w->waiting();
       if (auto s = services.lock()) f.local_share_admissions = s->cluster_degraded_admissions.load();

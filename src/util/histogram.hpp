@@ -37,6 +37,9 @@ inline constexpr std::array<double, 14> kQueueWaitBuckets{0.001, 0.005, 0.01, 0.
                                                           0.5,   1,     2.5,  5,     10,   30,  60};
 inline constexpr std::array<double, 12> kHandshakeBuckets{0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                                           1,    2.5,   5,    10,  30,   60};
+// A round trip to Redis on loopback is tens of microseconds.
+inline constexpr std::array<double, 13> kRedisBuckets{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                      0.025,  0.05,    0.1,    0.25,  0.5,    1};
 inline constexpr std::array<double, 14> kStreamDurationBuckets{1,   5,    10,   30,   60,    120,   300,
                                                                600, 1200, 1800, 3600, 7200, 14400, 86400};
 

@@ -45,9 +45,12 @@ AcquireRequest request(const std::string& instance, int n, int limit, const std:
   return q;
 }
 
-// Runs an acquire through the io_context, as a session would.
+// Runs an acquire through an io_context, as a session would. The context
+// outlives every agent, as a gateway's does: the agent's worker may still be
+// returning from its post() when the outcome has already run here.
 AcquireOutcome acquire(Agent& a, AcquireRequest q) {
-  asio::io_context ioc;
+  static asio::io_context ioc;
+  ioc.restart();
   std::optional<AcquireOutcome> out;
   asio::co_spawn(ioc, [&]() -> asio::awaitable<void> { out = co_await a.acquire(std::move(q)); }, asio::detached);
   ioc.run_for(5s);

@@ -757,6 +757,9 @@ TEST(Cluster, RedisLostAndBackWithLocalShareCountsEveryOpenStreamAgain) {
   auto metrics = admin_call(s.admin_port(), http::verb::get, "/metrics", "").body();
   EXPECT_NE(metrics.find("sluice_cluster_redis_up 0"), std::string::npos);
   EXPECT_NE(metrics.find("sluice_cluster_local_share_admissions_total 1"), std::string::npos);
+  // Only the acquire Redis answered is timed (the first stream's).
+  EXPECT_NE(metrics.find("sluice_cluster_acquire_seconds_count 1\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("sluice_cluster_acquire_seconds_bucket{le=\"+Inf\"} 1\n"), std::string::npos) << metrics;
 
   // Back, empty: both open streams are counted again, neither restarted.
   redis.start();
