@@ -235,6 +235,8 @@ void Gateway::stop_accepting() {
   ready_ = false;
   listener_->stop();
   services_->admission->close();
+  // Streams waiting for the fleet's room see the pool closed at once.
+  if (services_->fleet_wake) services_->fleet_wake->notify("");
 }
 
 void Gateway::end_all_sessions() {

@@ -566,6 +566,31 @@ TEST(Cluster, AnUpstream429NamesThePoolsHoldersOnEveryInstance) {
   EXPECT_TRUE(poll_until([&] { return probe.count("streaming") == 0; }));
 }
 
+// A drain (SIGTERM) refuses the streams waiting for the fleet's room at
+// once, as it does those in an instance's own queue; their queue timeout is
+// far away.
+TEST(Cluster, ADrainRefusesTheFleetsWaitersAtOnce) {
+  SLUICE_REQUIRE_REDIS(url);
+  const auto prefix = unique_redis_prefix();
+  Stack s({}, instance(url, prefix, "A", 1));
+  cluster::LeaseStore probe(cluster::parse_redis_url(url), {.prefix = prefix});
+  Client holder, waiter;
+  ASSERT_TRUE(holder.open(s.port(), kListen, "Token k"));
+  std::atomic<bool> done{false};
+  std::jthread t([&] {
+    waiter.open(s.port(), kListen, "Token k");
+    done = true;
+  });
+  ASSERT_TRUE(poll_until([&] { return probe.waiting("streaming") == 1; })) << "the second stream is not waiting";
+  s.on_io([&] { s.gateway().stop_accepting(); });
+  ASSERT_TRUE(poll_until([&] { return done.load(); }, std::chrono::seconds(5))) << "the waiter was not refused";
+  t.join();
+  EXPECT_EQ(waiter.response.result_int(), 503);
+  EXPECT_TRUE(poll_until([&] { return probe.waiting("streaming") == 0; })) << "its place on the fleet's list stayed";
+  holder.ws.close(websocket::close_code::normal);
+  EXPECT_TRUE(poll_until([&] { return probe.count("streaming") == 0; }));
+}
+
 TEST(Cluster, ChaosOnThreeInstancesStrandsNoLease) {
   SLUICE_REQUIRE_REDIS(url);
   constexpr int L = 4;
