@@ -559,8 +559,14 @@ class Handler {
   Routed fleet_pools(const Request& req) {
     return Job([this, head = head_of(req)] {
       auto o = pools_json();
-      std::vector<std::string> names;
-      for (const auto& p : o.at("pools").as_array()) names.emplace_back(p.at("name").as_string());
+      std::vector<std::pair<std::string, std::optional<std::chrono::milliseconds>>> names;
+      for (const auto& p : o.at("pools").as_array()) {
+        std::string name(p.at("name").as_string());
+        auto pc = deps_.admission->pool_config(name);
+        std::optional<std::chrono::milliseconds> configured;
+        if (pc && pc->release_delay) configured = std::chrono::duration_cast<std::chrono::milliseconds>(*pc->release_delay);
+        names.emplace_back(std::move(name), configured);
+      }
       try {
         auto use = deps_.fleet->pools(names);
         int total = 0;
@@ -572,6 +578,8 @@ class Handler {
           fleet["in_use"] = it->in_use;
           fleet["waiting"] = it->waiting;
           fleet["effective_limit"] = it->lowered_limit ? json::value(*it->lowered_limit) : p.at("limit");
+          fleet["cooling"] = it->delay.cooling;
+          fleet["release_delay_seconds"] = static_cast<double>(it->delay.delay.count()) / 1000;
           for (const auto& [instance, n] : it->by_instance) by[instance] = n;
           fleet["instances"] = std::move(by);
           p.as_object()["fleet"] = std::move(fleet);

@@ -39,14 +39,35 @@ struct Pool {
     ++refused_by_reason[std::string(reason)];
   }
 
-  // The release delay in force: configured, or learned.
+  // Cluster mode: the fleet learns the release delay and cools every
+  // instance's releases (cluster/fleet_delay.hpp); this is its delay and
+  // bounds as Redis last gave them. The pool's own estimator then learns
+  // nothing, and its releases (still noted, for the count shown) do not hold
+  // up admission here: the fleet's lease already counted them.
+  std::optional<cluster::FleetDelay> fleet;
+
+  // The release delay in force: configured, or learned (by the fleet in
+  // cluster mode).
   SteadyClock::duration delay(SteadyClock::time_point now) const {
     if (config.release_delay) return std::chrono::duration_cast<SteadyClock::duration>(*config.release_delay);
+    if (fleet) return std::chrono::duration_cast<SteadyClock::duration>(fleet->delay);
     return releases.estimate(now);
   }
+  // This instance's released slots still cooling.
   int cooling(SteadyClock::time_point now) const { return releases.cooling(now, delay(now)); }
+  // Those that hold up admission here: none in cluster mode.
+  int admission_cooling(SteadyClock::time_point now) const { return fleet ? 0 : cooling(now); }
   std::optional<SteadyClock::time_point> next_cooling_end(SteadyClock::time_point now) const {
+    if (fleet) return std::nullopt;
     return releases.next_cooling_end(now, delay(now));
+  }
+  std::optional<SteadyClock::duration> lower_bound(SteadyClock::time_point now) const {
+    if (fleet) return fleet->lower ? std::optional<SteadyClock::duration>(*fleet->lower) : std::nullopt;
+    return releases.lower(now);
+  }
+  std::optional<SteadyClock::duration> upper_bound(SteadyClock::time_point now) const {
+    if (fleet) return fleet->upper ? std::optional<SteadyClock::duration>(*fleet->upper) : std::nullopt;
+    return releases.upper(now);
   }
   void set_capacity() { releases.set_capacity(static_cast<std::size_t>(config.limit) * 2 + 16); }
 };
@@ -143,7 +164,7 @@ struct ControllerState : std::enable_shared_from_this<ControllerState> {
     std::vector<std::shared_ptr<Waiter>> wake;
     if (p.queue.empty()) return wake;
     auto now = SteadyClock::now();
-    const int cooling = p.cooling(now);
+    const int cooling = p.admission_cooling(now);
     for (auto it = p.queue.begin(); it != p.queue.end();) {
       auto& w = *it;
       auto check = can_admit(p, w->tenant, cooling);
@@ -459,7 +480,7 @@ void Controller::enqueue_locked(Ticket& t, const std::string& pool_name, const s
     return w->priority >= priority && !w->quota_blocked;
   });
   auto now = SteadyClock::now();
-  auto check = state_->can_admit(p, tenant, p.cooling(now));
+  auto check = state_->can_admit(p, tenant, p.admission_cooling(now));
   if (check == ControllerState::Check::ok && !others_first) {
     state_->take(p, tenant);
     p.queue_wait.observe(0);
@@ -500,7 +521,9 @@ FleetTerms Controller::fleet_terms(const std::string& pool, const std::string& t
   const auto& p = *it->second;
   out.found = true;
   out.effective_limit = p.effective_limit;
-  out.cooling = p.cooling(SteadyClock::now());
+  out.limit = p.config.limit;
+  if (p.config.release_delay)
+    out.release_delay = std::chrono::duration_cast<std::chrono::milliseconds>(*p.config.release_delay);
   out.queue_timeout = p.config.queue_timeout;
   out.max_queue = p.config.max_queue;
   out.closed = state_->closed;
@@ -513,7 +536,7 @@ FleetTerms Controller::fleet_terms(const std::string& pool, const std::string& t
   return out;
 }
 
-Upstream429Decision Controller::on_upstream_429(const Lease& lease, int attempt) {
+Upstream429Decision Controller::on_upstream_429(const Lease& lease, int attempt, const cluster::RefusalVerdict* fleet) {
   Upstream429Decision d;
   if (!lease) return d;
   {
@@ -521,17 +544,28 @@ Upstream429Decision Controller::on_upstream_429(const Lease& lease, int attempt)
     auto& p = *lease.pool_;
     const auto now = SteadyClock::now();
     ++p.upstream_429_total;
-    // Were the vendor's limit the effective one and nobody else on the key,
-    // it counts at least k of the streams the pool released (the leases held
-    // without an open stream, this one excluded, may be counted too).
-    const int k = p.effective_limit + 1 - p.in_use;
-    std::optional<SteadyClock::duration> bound;
-    if (k >= 1) bound = p.releases.on_refusal(now, k);
-    d.explained = bound.has_value();
-    if (!d.explained && !state_->shared_limit) {
-      // Nothing the gateway released explains it: the vendor holds fewer of
-      // ours than the limit allows. Admit no more than it holds open.
-      p.effective_limit = std::clamp(p.upstream_open, 1, p.effective_limit);
+    // When the k-th most recent release would stop being counted (the
+    // vendor frees the slot then), if known.
+    std::optional<SteadyClock::duration> release_age;
+    if (fleet) {
+      // Cluster mode: the fleet judged it, from every instance's releases.
+      p.fleet = fleet->delay;
+      d.explained = fleet->explained;
+      if (fleet->release_age) release_age = *fleet->release_age;
+    } else {
+      // Were the vendor's limit the effective one and nobody else on the key,
+      // it counts at least k of the streams the pool released (the leases held
+      // without an open stream, this one excluded, may be counted too).
+      const int k = p.effective_limit + 1 - p.in_use;
+      std::optional<SteadyClock::duration> bound;
+      if (k >= 1 && !p.fleet) bound = p.releases.on_refusal(now, k);
+      d.explained = bound.has_value();
+      if (auto rk = p.releases.release(k); d.explained && rk) release_age = now - *rk;
+      if (!d.explained && !state_->shared_limit) {
+        // Nothing the gateway released explains it: the vendor holds fewer of
+        // ours than the limit allows. Admit no more than it holds open.
+        p.effective_limit = std::clamp(p.upstream_open, 1, p.effective_limit);
+      }
     }
     const auto& retry = state_->retry;
     const auto initial = std::chrono::duration_cast<SteadyClock::duration>(retry.initial_backoff);
@@ -540,11 +574,10 @@ Upstream429Decision Controller::on_upstream_429(const Lease& lease, int attempt)
       // The vendor frees the slot once the k-th most recent release is as old
       // as the delay: wait for that when the delay is bounded above, else
       // probe again soon (each refusal raises the lower bound).
-      std::optional<SteadyClock::duration> upper = p.releases.upper(now);
+      std::optional<SteadyClock::duration> upper = p.upper_bound(now);
       if (p.config.release_delay) upper = std::chrono::duration_cast<SteadyClock::duration>(*p.config.release_delay);
-      auto rk = p.releases.release(k);
-      if (upper && rk && *rk + *upper > now)
-        d.wait = (*rk + *upper - now) +
+      if (upper && release_age && *upper > *release_age)
+        d.wait = (*upper - *release_age) +
                  std::chrono::duration_cast<SteadyClock::duration>(initial * jitter(state_->rng, 0.0, 1.0));
       else
         d.wait = std::chrono::duration_cast<SteadyClock::duration>(initial * jitter(state_->rng, 0.5, 1.5));
@@ -558,9 +591,9 @@ Upstream429Decision Controller::on_upstream_429(const Lease& lease, int attempt)
     d.retry = now + d.wait < budget_end;
     d.gateway_in_use = p.in_use;
     d.upstream_open = p.upstream_open;
-    d.cooling = p.cooling(now);
+    d.cooling = fleet ? fleet->delay.cooling : p.cooling(now);
     d.limit = p.config.limit;
-    d.effective_limit = p.effective_limit;
+    d.effective_limit = fleet ? std::min(p.effective_limit, fleet->effective_limit) : p.effective_limit;
     d.release_delay_seconds = seconds(p.delay(now));
     if (!d.retry) {
       p.refused(Refusal::upstream_429);
@@ -582,7 +615,7 @@ void Controller::on_upstream_accepted(Lease& lease) {
     const int k = p.config.limit - p.upstream_open;
     const auto now = SteadyClock::now();
     p.upstream_handshake.observe(std::chrono::duration<double>(now - lease.granted_at_).count());
-    if (k >= 1) p.releases.on_acceptance(now, k);
+    if (k >= 1 && !p.fleet) p.releases.on_acceptance(now, k);  // in cluster mode the fleet learns
     ++p.upstream_open;
     lease.upstream_open_ = true;
     // The vendor accepts again: a lowered limit is restored at once (a
@@ -614,6 +647,7 @@ void Controller::reconfigure(const std::vector<config::PoolConfig>& pools, const
         next[c.name] = p;
       } else {
         next[c.name] = make_pool(c);
+        if (state_->shared_limit) next[c.name]->fleet.emplace();
       }
     }
     // Waiters of removed pools are refused; their leases return to the old pool.
@@ -674,8 +708,8 @@ PoolStatus to_status(const Pool& p) {
   s.cooling = p.cooling(now);
   s.release_delay_seconds = seconds(p.delay(now));
   s.release_delay_configured = p.config.release_delay.has_value();
-  if (auto lo = p.releases.lower(now)) s.release_delay_lower_seconds = seconds(*lo);
-  if (auto hi = p.releases.upper(now)) s.release_delay_upper_seconds = seconds(*hi);
+  if (auto lo = p.lower_bound(now)) s.release_delay_lower_seconds = seconds(*lo);
+  if (auto hi = p.upper_bound(now)) s.release_delay_upper_seconds = seconds(*hi);
   s.name = p.config.name;
   s.limit = p.config.limit;
   s.effective_limit = p.effective_limit;
@@ -757,9 +791,20 @@ void Controller::count_refusal(const std::string& pool, std::string_view reason)
   ++r->second;
 }
 
-void Controller::share_effective_limit(bool shared) {
+void Controller::share_with_fleet(bool shared) {
   std::lock_guard lock(state_->mutex);
   state_->shared_limit = shared;
+  for (auto& [name, p] : state_->pools) {
+    if (shared && !p->fleet) p->fleet.emplace();
+    if (!shared) p->fleet.reset();
+  }
+}
+
+void Controller::note_fleet_delay(const std::string& pool, const cluster::FleetDelay& delay) {
+  std::lock_guard lock(state_->mutex);
+  auto it = state_->pools.find(pool);
+  if (it == state_->pools.end() || !it->second->fleet) return;
+  it->second->fleet = delay;
 }
 
 AdmitResult Controller::refuse(const std::string& pool, const std::string& tenant, Refusal r) {

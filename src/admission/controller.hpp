@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "admission/release_delay.hpp"
+#include "cluster/fleet_delay.hpp"
 #include "cluster/fleet_lease.hpp"
 #include "config/config.hpp"
 #include "util/histogram.hpp"
@@ -72,6 +73,7 @@ class Lease {
   // (first, so the fleet has the room before local waiters ask for it).
   void attach(cluster::FleetLease fleet) { fleet_ = std::move(fleet); }
   bool in_fleet() const { return static_cast<bool>(fleet_); }
+  const std::string& fleet_id() const { return fleet_.id(); }
   const std::string& pool_name() const;
   SteadyClock::time_point granted_at() const { return granted_at_; }
 
@@ -169,7 +171,8 @@ struct FleetTerms {
   int effective_limit = 0;
   int tenant_max = 0;
   int priority = 0;
-  int cooling = 0;
+  int limit = 0;  // the pool's configured limit (the vendor's)
+  std::optional<std::chrono::milliseconds> release_delay;  // configured; unset: the fleet's learned one
   std::vector<std::pair<std::string, int>> reservations;  // every tenant's in the pool
   config::Seconds queue_timeout{0};
   int max_queue = 0;
@@ -219,8 +222,11 @@ class Controller {
   // streams the vendor may still count explain gives a lower bound of the
   // release delay; any other lowers the effective limit to the streams the
   // vendor holds open. Decides whether and when to try again: while the
-  // lease is younger than retry_429.deadline.
-  Upstream429Decision on_upstream_429(const Lease& lease, int attempt);
+  // lease is younger than retry_429.deadline. Cluster mode: `fleet` is the
+  // fleet's verdict (cluster::Agent::refused), which did the learning, and
+  // the decision follows it; without one (Redis out of reach) nothing is
+  // learned, and the retries back off.
+  Upstream429Decision on_upstream_429(const Lease& lease, int attempt, const cluster::RefusalVerdict* fleet = nullptr);
   // The terms of a fleet lease for `tenant` in `pool` (cluster mode).
   FleetTerms fleet_terms(const std::string& pool, const std::string& tenant) const;
   // The upstream accepted `lease`'s stream: an upper bound of the release
@@ -252,10 +258,13 @@ class Controller {
   // A refusal decided outside the pool's own queue (cluster mode: by the
   // fleet), described as the pool stands and counted.
   AdmitResult refuse(const std::string& pool, const std::string& tenant, Refusal r);
-  // Cluster mode: the vendor counts the fleet's streams, so an unexplained
-  // upstream 429 lowers the fleet's effective limit (in Redis), not this
-  // instance's, which only counts its own.
-  void share_effective_limit(bool shared);
+  // Cluster mode: the vendor counts the fleet's streams, so the fleet (in
+  // Redis) learns from upstream 429s and acceptances: an unexplained 429
+  // lowers the fleet's effective limit, not this instance's, and the release
+  // delay and its cooling slots are the fleet's (note_fleet_delay), not
+  // learned or held aside here.
+  void share_with_fleet(bool shared);
+  void note_fleet_delay(const std::string& pool, const cluster::FleetDelay& delay);
   // Refusals before a pool was chosen, by reason, no_pool included.
   std::map<std::string, long long> unpooled_refusals() const;
 

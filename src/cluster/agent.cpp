@@ -10,6 +10,10 @@ namespace sluice::cluster {
 namespace asio = boost::asio;
 using SteadyClock = std::chrono::steady_clock;
 
+// How long an upstream 429 that nothing released explains lowers the fleet's
+// limit, unless an acceptance restores it sooner.
+constexpr auto kLowerFor = std::chrono::minutes(10);
+
 FleetLease& FleetLease::operator=(FleetLease&& o) noexcept {
   if (this != &o) {
     release();
@@ -99,17 +103,52 @@ void Agent::run(Task task) {
   task(nullptr);
 }
 
-void Agent::accepted(const std::string& pool) {
-  run([this, pool](LeaseStore* store) {
-    if (!store || !lowered_.count(pool)) return;
+void Agent::accepted(const std::string& pool, const std::string& id, int limit,
+                     std::optional<std::chrono::milliseconds> release_delay) {
+  run([this, pool, id, limit, release_delay](LeaseStore* store) {
+    if (!store) return;
+    // Re-registered as accepted if Redis loses it.
+    if (auto it = held_.find(id); it != held_.end()) it->second.accepted = true;
+    pools_seen_.insert(pool);
     try {
-      if (store->restore_limit(pool))
+      auto a = store->accepted(pool, id, limit, release_delay);
+      redis_ok_ = true;
+      if (a.restored)
         spdlog::info("cluster: the vendor accepts again; pool '{}' is back at its limit in the fleet", pool);
-      lowered_.erase(pool);
+      if (options_.on_delay) options_.on_delay(pool, a.delay);
     } catch (const RedisError& e) {
-      spdlog::warn("cluster: cannot restore pool '{}''s limit in the fleet: {}", pool, e.what());
+      spdlog::warn("cluster: cannot tell the fleet that the vendor accepted a stream of pool '{}': {}", pool, e.what());
     }
   });
+}
+
+void Agent::refused(const std::string& pool, const std::string& id, int limit,
+                    std::optional<std::chrono::milliseconds> release_delay, asio::any_io_executor executor,
+                    std::function<void(std::optional<RefusalVerdict>)> done) {
+  run([this, pool, id, limit, release_delay, executor, done = std::move(done)](LeaseStore* store) mutable {
+    std::optional<RefusalVerdict> v;
+    if (store) {
+      try {
+        v = store->refused(pool, id, limit, kLowerFor, release_delay);
+        redis_ok_ = true;
+        if (options_.on_delay) options_.on_delay(pool, v->delay);
+      } catch (const RedisError& e) {
+        spdlog::warn("cluster: cannot ask the fleet about an upstream 429 in pool '{}': {}", pool, e.what());
+      }
+    }
+    asio::post(executor, [done = std::move(done), v = std::move(v)]() mutable { done(std::move(v)); });
+  });
+}
+
+asio::awaitable<std::optional<RefusalVerdict>> Agent::refused(std::string pool, std::string id, int limit,
+                                                              std::optional<std::chrono::milliseconds> release_delay) {
+  auto ex = co_await asio::this_coro::executor;
+  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::optional<RefusalVerdict>)>(
+      [this, ex](auto handler, std::string p, std::string i, int l, std::optional<std::chrono::milliseconds> d) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        refused(p, i, l, d, ex, [h](std::optional<RefusalVerdict> v) { std::move (*h)(std::move(v)); });
+      },
+      asio::use_awaitable, std::move(pool), std::move(id), limit, release_delay);
 }
 
 void Agent::release(const std::string& pool, const std::string& tenant, const std::string& id) {
@@ -164,6 +203,8 @@ void Agent::work() {
   for (;;) {
     std::deque<Job> jobs;
     std::deque<Task> tasks;
+    std::deque<Release> releases;
+    std::deque<std::pair<std::string, std::string>> leaving;
     bool stopping = false;
     {
       std::unique_lock lock(mutex_);
@@ -174,12 +215,18 @@ void Agent::work() {
       });
       jobs.swap(jobs_);
       tasks.swap(tasks_);
+      // Taken together: a release is never run before a task queued before it.
+      releases.swap(releases_);
+      leaving.swap(leaving_);
       stopping = stopping_;
     }
     // Adopted leases first (they must be renewed, and released if they go
-    // at once), then releases: they make room for the acquires behind them.
+    // at once), then tasks (an acceptance must reach Redis before the
+    // lease's release, or its slot would not cool), then releases: they make
+    // room for the acquires behind them.
     take_adopted();
-    run_releases();
+    for (auto& task : tasks) task(&store_);
+    run_releases(std::move(releases), std::move(leaving));
     for (auto& job : jobs) {
       AcquireOutcome out;
       if (stopping) {
@@ -189,10 +236,8 @@ void Agent::work() {
           out.result = store_.acquire(job.request);
           out.ok = true;
           redis_ok_ = true;
-          if (out.result.limit < job.request.limit)
-            lowered_.insert(job.request.lease.pool);
-          else
-            lowered_.erase(job.request.lease.pool);
+          pools_seen_.insert(job.request.lease.pool);
+          if (options_.on_delay) options_.on_delay(job.request.lease.pool, out.result.delay);
           if (job.request.wait && out.result.outcome == AcquireResult::Outcome::pool_full)
             waiting_[job.request.lease.id] = job.request.lease.pool;
           else
@@ -216,7 +261,6 @@ void Agent::work() {
       if (out.ok) acquire_seconds_.observe(std::chrono::duration<double>(SteadyClock::now() - job.asked).count());
       asio::post(job.executor, [done = std::move(job.done), out = std::move(out)]() mutable { done(std::move(out)); });
     }
-    for (auto& task : tasks) task(&store_);
     if (stopping) break;
     if (SteadyClock::now() >= next_renew) {
       renew_all();
@@ -251,6 +295,10 @@ void Agent::run_releases() {
     todo.swap(releases_);
     leaving.swap(leaving_);
   }
+  run_releases(std::move(todo), std::move(leaving));
+}
+
+void Agent::run_releases(std::deque<Release> todo, std::deque<std::pair<std::string, std::string>> leaving) {
   for (auto& [pool, id] : leaving) {
     waiting_.erase(id);
     try {
@@ -296,7 +344,11 @@ void Agent::renew_all() {
         spdlog::warn("cluster: lease {} was lost in Redis; registered again", id);
       }
     }
-    if (by_pool.empty() && waiting_by_pool.empty()) store_.ping();  // so redis_ok() follows the server
+    if (by_pool.empty() && waiting_by_pool.empty() && (!options_.on_delay || pools_seen_.empty()))
+      store_.ping();  // so redis_ok() follows the server
+    // What the fleet learned meanwhile, for this instance's view of its pools.
+    if (options_.on_delay)
+      for (const auto& pool : pools_seen_) options_.on_delay(pool, store_.delay(pool, std::nullopt));
     redis_ok_ = true;
   } catch (const RedisError& e) {
     if (redis_ok_.exchange(false)) spdlog::warn("cluster: {}", e.what());

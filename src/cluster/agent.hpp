@@ -32,6 +32,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -63,6 +64,10 @@ class Agent : public std::enable_shared_from_this<Agent> {
     // Another instance asks this one to end its session `id` (DELETE
     // /api/v1/sessions/{id}?instance=…); called on the subscriber thread.
     std::function<void(const std::string& id)> on_end;
+    // The fleet's release delay of `pool` as a script just gave it (acquire,
+    // accepted, refused), and every renewal for the pools this instance has
+    // used; called on the worker thread.
+    std::function<void(const std::string& pool, const FleetDelay&)> on_delay;
   };
   using ReleasedFn = std::function<void(const std::string& pool)>;
 
@@ -99,14 +104,19 @@ class Agent : public std::enable_shared_from_this<Agent> {
   using Task = std::function<void(LeaseStore*)>;
   void run(Task task);
 
-  // The fleet's effective limit (LeaseStore::lower_limit). The vendor
-  // accepted a stream of `pool`: if the fleet's limit is lowered as far as
-  // this instance knows (its last acquire said so, or it lowered it), it is
-  // restored; otherwise nothing reaches Redis. Never blocks.
-  void accepted(const std::string& pool);
-  // From a task only (the worker thread): this instance lowered the pool's
-  // limit, so its next acceptance restores it.
-  void note_lowered(const std::string& pool) { lowered_.insert(pool); }
+  // The vendor accepted the stream of the lease `id` of `pool`
+  // (LeaseStore::accepted): its release will cool in the fleet, the fleet
+  // may learn an upper bound of the release delay, and a lowered limit is
+  // the pool's again. Never blocks; runs before any later release of it.
+  void accepted(const std::string& pool, const std::string& id, int limit,
+                std::optional<std::chrono::milliseconds> release_delay);
+  // The vendor refused it with 429 (LeaseStore::refused): the fleet's
+  // verdict, or nullopt when Redis cannot be asked.
+  void refused(const std::string& pool, const std::string& id, int limit,
+               std::optional<std::chrono::milliseconds> release_delay, boost::asio::any_io_executor executor,
+               std::function<void(std::optional<RefusalVerdict>)> done);
+  boost::asio::awaitable<std::optional<RefusalVerdict>> refused(std::string pool, std::string id, int limit,
+                                                                std::optional<std::chrono::milliseconds> release_delay);
 
   // From an acquire's request to its outcome (the worker's queue and the
   // script's round trip), for /metrics.
@@ -132,6 +142,7 @@ class Agent : public std::enable_shared_from_this<Agent> {
   void subscribe();
   void renew_all();
   void run_releases();
+  void run_releases(std::deque<Release> todo, std::deque<std::pair<std::string, std::string>> leaving);
   void take_adopted();
   void publish();
 
@@ -150,7 +161,7 @@ class Agent : public std::enable_shared_from_this<Agent> {
   bool stopping_ = false;          // guarded by mutex_
   std::map<std::string, AcquireRequest> held_;  // by lease id; the worker thread's
   std::map<std::string, std::string> waiting_;  // lease id -> pool; the worker thread's
-  std::set<std::string> lowered_;               // pools whose fleet limit is lowered; the worker thread's
+  std::set<std::string> pools_seen_;            // pools whose release delay is refreshed; the worker thread's
 
   std::atomic<int> held_count_{0};
   std::atomic<bool> redis_ok_{false};

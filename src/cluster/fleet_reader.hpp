@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cluster/lease_store.hpp"
@@ -20,6 +21,7 @@ struct FleetPoolUse {
   int waiting = 0;                         // places on the fleet's wait list
   std::optional<int> lowered_limit;        // the fleet's effective limit, when lowered
   std::map<std::string, int> by_instance;  // leases per instance
+  FleetDelay delay;                        // the release delay in force and the fleet's cooling slots
 };
 
 class FleetReader {
@@ -28,7 +30,9 @@ class FleetReader {
   // Each throws RedisError (no secret in it) when Redis cannot be asked.
   std::vector<LeaseStore::Published> sessions();
   long long end_session(const std::string& instance, const std::string& id);
-  std::vector<FleetPoolUse> pools(const std::vector<std::string>& names);
+  // Each pool by name, with its configured release delay (unset: learned).
+  std::vector<FleetPoolUse> pools(
+      const std::vector<std::pair<std::string, std::optional<std::chrono::milliseconds>>>& pools);
 
  private:
   std::mutex mutex_;

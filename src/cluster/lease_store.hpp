@@ -18,6 +18,13 @@
 //   P:{pool}:waiting:expiry   sorted set: the same ids -> expiry
 //   P:{pool}:effective        string: the fleet's lowered effective limit,
 //                             while the vendor holds fewer than the limit
+//   P:{pool}:accepted         sorted set: the lease ids whose stream the vendor
+//                             accepted -> expiry (their release cools)
+//   P:{pool}:released         sorted set: released accepted leases -> release
+//                             time (ms, server clock); 10 minutes, 4096 at most
+//   P:{pool}:delay:lower      sorted set: the learned lower bounds of the
+//   P:{pool}:delay:upper      release delay, "<ms>:<learned ms>:<lease id>" ->
+//                             when learned; 10 minutes, 64 at most
 //   P:released                channel: a pool's name, on each release
 //   P:instances               set: the instances that publish their sessions
 //   P:sessions:<instance>     string: the instance's live sessions as a JSON
@@ -34,6 +41,7 @@
 #include <utility>
 #include <vector>
 
+#include "cluster/fleet_delay.hpp"
 #include "cluster/redis.hpp"
 
 namespace sluice::cluster {
@@ -52,13 +60,17 @@ struct AcquireRequest {
   LeaseRecord lease;
   int limit = 0;       // the pool's effective limit
   int tenant_max = 0;  // the tenant's quota in the pool; 0: none
-  int held_aside = 0;  // slots not leased but not free either (cooling)
+  // The pool's configured release delay; unset: the fleet's learned one. A
+  // released slot whose stream the vendor accepted cools this long in the
+  // fleet before it admits another stream.
+  std::optional<std::chrono::milliseconds> release_delay;
   // Other tenants' reservations in this pool: room they reserved and do not
   // use is not ours to take.
   std::vector<std::pair<std::string, int>> reservations;
   // Register even past the limit: a stream that is already open (re-register
   // after Redis lost its leases).
   bool force = false;
+  bool accepted = false;  // with force: the vendor accepted its stream (its release cools)
   // When refused for room, keep (or take) a place on the pool's wait list, so
   // that later arrivals anywhere in the fleet do not pass it; the caller
   // renews it (renew_waiting) while it waits and leave()s when it gives up.
@@ -78,6 +90,7 @@ struct AcquireResult {
   // The limit applied: the request's, or the fleet's lowered effective limit
   // when that is lower.
   int limit = 0;
+  FleetDelay delay;  // the fleet's release delay and cooling slots, as the script saw them
   bool granted() const { return outcome == Outcome::granted || outcome == Outcome::already_held; }
 };
 
@@ -110,14 +123,25 @@ class LeaseStore {
   // Every live lease of the pool with its owner's fields, oldest first.
   std::vector<LeaseRecord> holders(const std::string& pool);
 
-  // The fleet's effective limit: an upstream 429 that nothing released
-  // explains lowers it to the fleet's other leases (at least 1; never
-  // raises it) for at most `lasts`, and returns it; the vendor's next
-  // acceptance anywhere restores the pool's limit (true when it was lowered;
-  // published, so waiters ask again). lowered_limit(): the lowered value,
-  // if any.
-  int lower_limit(const std::string& pool, std::chrono::milliseconds lasts);
-  bool restore_limit(const std::string& pool);
+  // The fleet's knowledge of the vendor (docs/admission.md, "The release
+  // delay in a fleet"). refused(): the vendor answered 429 to the stream of
+  // lease `id`: learns a lower bound of the release delay when released
+  // streams explain it, else lowers the fleet's effective limit to its other
+  // leases (at least 1; never raises it) for at most `lasts`. accepted(): the
+  // vendor accepted it: its release will cool, an upper bound may be learned,
+  // and a lowered limit is the pool's again (published, so waiters ask
+  // again). `limit` is the pool's configured limit, `release_delay` its
+  // configured delay (unset: learned). delay(): the release delay in force
+  // and the slots cooling. lowered_limit(): the lowered limit, if any.
+  RefusalVerdict refused(const std::string& pool, const std::string& id, int limit, std::chrono::milliseconds lasts,
+                         std::optional<std::chrono::milliseconds> release_delay);
+  struct Accepted {
+    bool restored = false;  // the fleet's limit had been lowered
+    FleetDelay delay;
+  };
+  Accepted accepted(const std::string& pool, const std::string& id, int limit,
+                    std::optional<std::chrono::milliseconds> release_delay);
+  FleetDelay delay(const std::string& pool, std::optional<std::chrono::milliseconds> release_delay);
   std::optional<int> lowered_limit(const std::string& pool);
   // A round trip that changes nothing: is Redis there?
   void ping();
@@ -148,6 +172,10 @@ class LeaseStore {
   std::string waiting_key(const std::string& pool) const;
   std::string waiting_expiry_key(const std::string& pool) const;
   std::string effective_key(const std::string& pool) const;
+  std::string accepted_key(const std::string& pool) const;
+  std::string released_key(const std::string& pool) const;
+  std::string delay_lower_key(const std::string& pool) const;
+  std::string delay_upper_key(const std::string& pool) const;
   const Options& options() const { return options_; }
   const RedisUrl& url() const { return url_; }
 
@@ -164,7 +192,7 @@ class LeaseStore {
   RedisUrl url_;
   Options options_;
   std::unique_ptr<RedisConnection> conn_;
-  Script acquire_, renew_, release_, count_, holders_, renew_waiting_, leave_, lower_, restore_;
+  Script acquire_, renew_, release_, count_, holders_, renew_waiting_, leave_, refused_, accepted_, delay_;
 };
 
 }  // namespace sluice::cluster

@@ -148,6 +148,13 @@ Gateway::Gateway(boost::asio::io_context& ioc, config::Config raw) : ioc_(ioc) {
         entry->request_end();
       }
     };
+    // The fleet's release delay, as each script reports it, for this
+    // instance's view of its pools (the fleet itself applies it).
+    services_->admission->share_with_fleet(true);
+    o.on_delay = [admission = std::weak_ptr<admission::Controller>(services_->admission)](
+                     const std::string& pool, const cluster::FleetDelay& d) {
+      if (auto a = admission.lock()) a->note_fleet_delay(pool, d);
+    };
     services_->fleet_wake = std::make_shared<cluster::FleetWake>();
     services_->cluster = cluster::Agent::start(
         url, o, [wake = std::weak_ptr<cluster::FleetWake>(services_->fleet_wake)](const std::string& pool) {
@@ -155,7 +162,6 @@ Gateway::Gateway(boost::asio::io_context& ioc, config::Config raw) : ioc_(ioc) {
         });
     spdlog::info("cluster: instance '{}' shares its pools' limits through {}", o.instance, url.redacted);
     fleet_instance_ = o.instance;
-    services_->admission->share_effective_limit(true);
     fleet_reader_ = std::make_shared<cluster::FleetReader>(url, o.store);
   }
   services_->upstream_tls = make_upstream_tls(config.upstream);

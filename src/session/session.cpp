@@ -223,27 +223,25 @@ boost::json::array pool_snapshot(const registry::Registry& registry, const std::
   return out;
 }
 
+// A pool's configured release delay, for the fleet's scripts; unset: learned.
+std::optional<std::chrono::milliseconds> configured_delay(const std::optional<config::PoolConfig>& pc) {
+  if (!pc || !pc->release_delay) return std::nullopt;
+  return std::chrono::duration_cast<std::chrono::milliseconds>(*pc->release_delay);
+}
+
 // Records an upstream-429 event. In cluster mode the vendor counts the
 // fleet's streams, so the event also names every instance's holders of the
 // pool (`fleet_holders`), read on the cluster worker thread and recorded
 // from there: the stream never waits for Redis.
-// A refusal nothing released explains lowers the fleet's effective limit
-// (LeaseStore::lower_limit) in the same pass, and the event says to what.
-void record_429(SessionServices& services, const std::string& pool, bool explained, boost::json::object ev) {
+void record_429(SessionServices& services, const std::string& pool, boost::json::object ev) {
   if (!services.cluster) {
     services.events->record("upstream_429", std::move(ev));
     return;
   }
-  auto* agent = services.cluster.get();
-  agent->run([agent, events = services.events, pool, explained, ev = std::move(ev)](cluster::LeaseStore* store) mutable {
+  services.cluster->run([events = services.events, pool, ev = std::move(ev)](cluster::LeaseStore* store) mutable {
     boost::json::value holders = nullptr;
     if (store) {
       try {
-        if (!explained) {
-          constexpr auto kLowerFor = std::chrono::minutes(10);  // unless an acceptance restores it sooner
-          ev["fleet_effective_limit"] = store->lower_limit(pool, kLowerFor);
-          agent->note_lowered(pool);
-        }
         boost::json::array list;
         for (const auto& h : store->holders(pool)) {
           boost::json::object o;
@@ -495,7 +493,7 @@ asio::awaitable<FleetWait> wait_in_fleet(ClientStream& stream, SessionServices& 
     }
     q.limit = terms.effective_limit;
     q.tenant_max = terms.tenant_max;
-    q.held_aside = terms.cooling;
+    q.release_delay = terms.release_delay;
     q.priority = terms.priority;
     q.reservations = terms.reservations;
     const auto generation = wake.generation();
@@ -666,14 +664,25 @@ asio::awaitable<Result<upstream::ConnectResult>> connect_upstream(SessionService
   admission::Upstream429Decision gave_up;  // the last refusal's decision, when it ended the retries
   for (int attempt = 0;; ++attempt) {
     conn = co_await upstream::connect(executor, *services.upstream_tls, creq);
+    const bool in_fleet = services.cluster && state.lease().in_fleet();
     if (conn.ok()) {
       services.admission->on_upstream_accepted(state.lease());
-      if (services.cluster) services.cluster->accepted(pool);
+      if (in_fleet) {
+        auto pc = services.admission->pool_config(pool);
+        services.cluster->accepted(pool, state.lease().fleet_id(), pc ? pc->limit : 0, configured_delay(pc));
+      }
     }
     if (conn.ok() || !conn.refusal || conn.refusal->status != 429) break;
-    // The controller learns from the refusal and decides; retries run while
+    // The controller learns from the refusal and decides (in cluster mode on
+    // the fleet's verdict: it counts the fleet's streams); retries run while
     // the lease is younger than upstream.retry_429.deadline.
-    auto d = services.admission->on_upstream_429(state.lease(), attempt);
+    std::optional<cluster::RefusalVerdict> verdict;
+    if (in_fleet) {
+      auto pc = services.admission->pool_config(pool);
+      verdict = co_await services.cluster->refused(pool, state.lease().fleet_id(), pc ? pc->limit : 0,
+                                                   configured_delay(pc));
+    }
+    auto d = services.admission->on_upstream_429(state.lease(), attempt, verdict ? &*verdict : nullptr);
     boost::json::object ev;
     ev["session_id"] = id;
     ev["pool"] = pool;
@@ -690,7 +699,14 @@ asio::awaitable<Result<upstream::ConnectResult>> connect_upstream(SessionService
     ev["retry_in_ms"] = d.retry ? boost::json::value(std::chrono::duration_cast<std::chrono::milliseconds>(d.wait).count())
                                 : boost::json::value(nullptr);
     ev["sessions"] = pool_snapshot(*services.registry, pool);
-    record_429(services, pool, d.explained, std::move(ev));
+    if (verdict) {
+      // The fleet's view: its leases (this one included) and its limit.
+      ev["fleet_in_use"] = verdict->in_use;
+      ev["fleet_effective_limit"] = verdict->effective_limit;
+    } else if (in_fleet) {
+      ev["fleet_error"] = "the fleet's Redis could not be asked; nothing was learned";
+    }
+    record_429(services, pool, std::move(ev));
     spdlog::warn("[S{}] upstream answered 429 with pool '{}' at {} of {} (vendor holds {} open, {} cooling, release "
                  "delay {:.2f} s); {}",
                  id, pool, d.gateway_in_use, d.limit, d.upstream_open, d.cooling, d.release_delay_seconds,

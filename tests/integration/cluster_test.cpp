@@ -566,6 +566,115 @@ TEST(Cluster, AnUpstream429NamesThePoolsHoldersOnEveryInstance) {
   EXPECT_TRUE(poll_until([&] { return probe.count("streaming") == 0; }));
 }
 
+// The vendor keeps counting a closed stream for a while (stale accounting).
+// That delay is the fleet's: a release on A explains a 429 met on B (B
+// released nothing itself), and once learned, a release on C cools before
+// a stream waiting on A takes its room, so the vendor refuses nobody.
+TEST(Cluster, TheReleaseDelayIsLearnedAndHeldByTheWholeFleet) {
+  SLUICE_REQUIRE_REDIS(url);
+  constexpr int L = 6;
+  constexpr auto kStale = std::chrono::milliseconds(2000);
+  const auto prefix = unique_redis_prefix();
+  auto member = [&](const std::string& name, Stack* judge) {
+    return [=](config::Config& c, Stack& self) {
+      instance(url, prefix, name, L, judge)(c, self);
+      for (auto& p : c.pools)
+        if (p.name == "streaming") p.queue_timeout = config::Seconds(60);  // unrelated timeouts far away
+      c.upstream.retry_429.initial_backoff = config::Seconds(0.1);
+      c.upstream.retry_429.max_backoff = config::Seconds(1);
+      c.upstream.retry_429.deadline = config::Seconds(60);
+    };
+  };
+  sim::SimConfig sc;
+  sc.default_limits[protocol::Family::streaming] = L;
+  sc.faults.stale_accounting = kStale;
+  sc.inactivity_timeout = std::chrono::seconds(600);
+  Stack a(sc, member("A", nullptr));
+  Stack b({}, member("B", &a));
+  Stack c({}, member("C", &a));
+  cluster::LeaseStore probe(cluster::parse_redis_url(url), {.prefix = prefix});
+  Stack* stacks[3] = {&a, &b, &c};
+  // The pool is full: two streams on each instance.
+  std::vector<std::unique_ptr<Client>> open[3];
+  for (int i = 0; i < 3; ++i)
+    for (int k = 0; k < 2; ++k) {
+      open[i].push_back(std::make_unique<Client>());
+      ASSERT_TRUE(open[i].back()->open(stacks[i]->port(), kListen, "Token k"));
+    }
+  ASSERT_EQ(probe.count("streaming"), L);
+  EXPECT_EQ(b.gateway().admission().status("streaming")->release_delay_seconds, 0) << "nothing learned yet";
+
+  // Phase 1: a stream waits on B; one on A ends. The fleet gives B the room,
+  // and the vendor, still counting A's stream, refuses it: A's release
+  // explains it, so the fleet learns a lower bound rather than lowering its
+  // limit, and B's stream gets in once the vendor lets A's go.
+  Client waiter_b;
+  std::jthread tb([&] { waiter_b.open(b.port(), kListen, "Token k"); });
+  ASSERT_TRUE(poll_until([&] { return probe.waiting("streaming") == 1; }));
+  open[0][0]->ws.close(websocket::close_code::normal);
+  tb.join();
+  ASSERT_FALSE(waiter_b.error) << waiter_b.response.result_int();
+  const auto refused_phase1 = sim_429s(a);
+  EXPECT_GT(refused_phase1, 0) << "the vendor never refused: nothing was learned";
+  auto events = b.gateway().events().list({.type = "upstream_429"});
+  ASSERT_FALSE(events.empty());
+  for (const auto& e : events) {
+    EXPECT_TRUE(e.fields.at("explained_by_releases").as_bool()) << boost::json::serialize(e.fields);
+    EXPECT_EQ(e.fields.at("fleet_effective_limit"), L) << boost::json::serialize(e.fields);
+  }
+  EXPECT_FALSE(probe.lowered_limit("streaming")) << "a stale count lowered the fleet's limit";
+  auto learned = probe.delay("streaming", std::nullopt);
+  ASSERT_TRUE(learned.lower);
+  EXPECT_GT(learned.delay, kStale / 2);
+  EXPECT_LT(learned.delay, kStale * 2);
+  // Every instance shows the fleet's delay, A and C too (they met no 429).
+  EXPECT_TRUE(poll_until([&] {
+    for (auto* s : stacks) {
+      auto st = s->gateway().admission().status("streaming");
+      if (!st || !st->release_delay_lower_seconds || st->release_delay_seconds <= 1.0) return false;
+    }
+    return true;
+  })) << "an instance does not show the fleet's release delay";
+  auto pools = admin_json(c, http::verb::get, "/api/v1/pools", 200);
+  for (const auto& p : pools.at("pools").as_array())
+    if (p.at("name") == "streaming") {
+      EXPECT_NEAR(p.at("fleet").at("release_delay_seconds").to_number<double>(),
+                  std::chrono::duration<double>(learned.delay).count(), 0.5)
+          << p;
+      EXPECT_EQ(p.at("release_delay_source"), "learned") << p;
+    }
+
+  // Phase 2: a stream waits on A; one on C ends. Its slot cools for the
+  // fleet's delay, so A's stream waits for it instead of meeting the
+  // vendor's 429, though A never saw C's release.
+  const auto delay = probe.delay("streaming", std::nullopt).delay;
+  Client waiter_a;
+  std::jthread ta([&] { waiter_a.open(a.port(), kListen, "Token k"); });
+  ASSERT_TRUE(poll_until([&] { return probe.waiting("streaming") == 1; }));
+  const auto released = std::chrono::steady_clock::now();
+  open[2][0]->ws.close(websocket::close_code::normal);
+  EXPECT_TRUE(poll_until([&] { return probe.delay("streaming", std::nullopt).cooling == 1; }))
+      << "C's release is not cooling in the fleet";
+  ta.join();
+  const auto waited = std::chrono::steady_clock::now() - released;
+  ASSERT_FALSE(waiter_a.error) << waiter_a.response.result_int();
+  EXPECT_EQ(sim_429s(a), refused_phase1) << "a stream was admitted into a slot the vendor still counted";
+  EXPECT_GE(waited, delay - std::chrono::milliseconds(100)) << "the slot did not cool";
+  EXPECT_LE(sim_streaming(a, true), L);
+  std::printf("fleet release delay: vendor stale %lld ms, learned %lld ms (lower %lld ms) from %lld vendor 429s on B "
+              "after a release on A; a stream on A admitted %lld ms after a release on C, with no 429\n",
+              static_cast<long long>(kStale.count()), static_cast<long long>(learned.delay.count()),
+              static_cast<long long>(learned.lower->count()), static_cast<long long>(refused_phase1),
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(waited).count()));
+
+  waiter_a.ws.close(websocket::close_code::normal);
+  waiter_b.ws.close(websocket::close_code::normal);
+  for (auto& v : open)
+    for (auto& cl : v)
+      if (cl->ws.is_open()) cl->ws.close(websocket::close_code::normal);
+  EXPECT_TRUE(poll_until([&] { return probe.count("streaming") == 0; }));
+}
+
 // A drain (SIGTERM) refuses the streams waiting for the fleet's room at
 // once, as it does those in an instance's own queue; their queue timeout is
 // far away.

@@ -62,7 +62,7 @@ TEST(LeaseStore, GrantsUpToTheLimitAndReleaseMakesRoom) {
   EXPECT_EQ(s.count("other"), 1);
 }
 
-TEST(LeaseStore, CoolingSlotsAndQuotasAndOthersReservationsAreNotOurs) {
+TEST(LeaseStore, QuotasAndOthersReservationsAreNotOurs) {
   SLUICE_REQUIRE_REDIS(url);
   auto s = make_store(url, unique_redis_prefix());
   // Tenant quota 2.
@@ -86,11 +86,7 @@ TEST(LeaseStore, CoolingSlotsAndQuotasAndOthersReservationsAreNotOurs) {
   auto v = request("v0", "vip", 5);
   v.reservations = {{"vip", 2}};  // its own reservation is not held against it
   EXPECT_TRUE(s.acquire(v).granted());
-  // Slots held aside (cooling) count against the limit.
   auto c = request("v1", "vip", 5);
-  c.held_aside = 1;
-  EXPECT_EQ(s.acquire(c).outcome, AcquireResult::Outcome::pool_full);
-  c.held_aside = 0;
   EXPECT_TRUE(s.acquire(c).granted());
   EXPECT_EQ(s.count("p"), 5);
 }
@@ -122,6 +118,86 @@ TEST(LeaseStore, AnUnrenewedLeaseExpiresAndARenewedOneStays) {
   // A renewal of a lease Redis no longer holds reports it.
   auto missing = s.renew("p", {{"kept", "t"}, {"crashed", "t"}});
   EXPECT_EQ(missing, std::vector<std::string>{"crashed"});
+}
+
+// The release delay is the fleet's: an accepted lease's release cools for
+// every instance, a 429 that a release explains teaches a lower bound, an
+// acceptance an upper one, and one that nothing explains lowers the limit
+// until the next acceptance.
+TEST(LeaseStore, AcceptedReleasesCoolInTheFleetAndItLearnsTheDelay) {
+  SLUICE_REQUIRE_REDIS(url);
+  auto s = make_store(url, unique_redis_prefix());
+  using Outcome = AcquireResult::Outcome;
+  ASSERT_TRUE(s.acquire(request("a", "t", 2)).granted());
+  ASSERT_TRUE(s.acquire(request("b", "t", 2)).granted());
+  auto acc = s.accepted("p", "a", 2, std::nullopt);
+  EXPECT_FALSE(acc.restored);
+  EXPECT_EQ(acc.delay.delay, 0ms) << "nothing learned yet";
+  EXPECT_FALSE(acc.delay.lower);
+  s.accepted("p", "b", 2, std::nullopt);
+  // Nothing learned: a released slot admits again at once.
+  s.release("p", "t", "a");
+  ASSERT_TRUE(s.acquire(request("c", "t", 2)).granted());
+  // The vendor refuses c: it still counts a (n = 2, k = 2 + 1 - 2 = 1: the
+  // most recent release), so a lower bound is learned, and the limit stays.
+  auto v = s.refused("p", "c", 2, 10min, std::nullopt);
+  EXPECT_TRUE(v.explained);
+  ASSERT_TRUE(v.release_age);
+  EXPECT_LT(*v.release_age, 5000ms);
+  EXPECT_EQ(v.effective_limit, 2);
+  EXPECT_EQ(v.in_use, 2);
+  ASSERT_TRUE(v.delay.lower);
+  EXPECT_EQ(*v.delay.lower, *v.release_age);
+  EXPECT_EQ(v.delay.delay, *v.delay.lower + std::max<std::chrono::milliseconds>(250ms, *v.delay.lower / 10));
+  EXPECT_FALSE(s.lowered_limit("p"));
+  // b goes: its slot cools for the learned delay, for every instance: with c
+  // held and a and b cooling, a new stream waits, and is told when to ask.
+  s.release("p", "t", "b");
+  auto d = request("d", "t", 2);
+  auto r = s.acquire(d);
+  ASSERT_EQ(r.outcome, Outcome::pool_full);
+  EXPECT_GE(r.delay.cooling, 1);
+  EXPECT_EQ(r.delay.delay, v.delay.delay);
+  ASSERT_TRUE(r.next_expiry);
+  EXPECT_LE(*r.next_expiry, r.delay.delay);
+  // A configured delay of 0 never cools.
+  auto z = request("z", "t", 2);
+  z.release_delay = 0ms;
+  auto rz = s.acquire(z);
+  EXPECT_EQ(rz.delay.cooling, 0);
+  EXPECT_TRUE(rz.granted());
+  s.release("p", "t", "z");  // never accepted: it does not cool
+  // Once b has cooled, d gets in.
+  const auto start = std::chrono::steady_clock::now();
+  while (!s.acquire(d).granted() && std::chrono::steady_clock::now() - start < 10s) std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(s.count("p"), 2) << "b never cooled";
+  // The vendor accepts d with u = 0 other accepted streams (c never was):
+  // it counts at most 1 released one, so the 2nd most recent release (a)
+  // no longer counts: an upper bound.
+  auto ad = s.accepted("p", "d", 2, std::nullopt);
+  ASSERT_TRUE(ad.delay.upper);
+  EXPECT_GE(*ad.delay.upper, r.delay.delay - 50ms);
+  EXPECT_TRUE(ad.delay.lower) << "the upper bound is above the lower one: both stay";
+  // The fleet reads the same delay.
+  auto fd = s.delay("p", std::nullopt);
+  EXPECT_EQ(fd.delay, ad.delay.delay);
+  EXPECT_EQ(s.delay("p", 1500ms).delay, 1500ms) << "a configured delay is the one in force";
+
+  // A refusal nothing released explains: the fleet's limit falls to its
+  // other leases until the vendor accepts a stream again.
+  auto s2 = make_store(url, unique_redis_prefix());
+  ASSERT_TRUE(s2.acquire(request("x", "t", 3)).granted());
+  ASSERT_TRUE(s2.acquire(request("y", "t", 3)).granted());
+  s2.accepted("p", "x", 3, std::nullopt);
+  auto u = s2.refused("p", "y", 3, 10min, std::nullopt);
+  EXPECT_FALSE(u.explained);
+  EXPECT_FALSE(u.release_age);
+  EXPECT_EQ(u.effective_limit, 1);
+  EXPECT_EQ(s2.lowered_limit("p"), 1);
+  EXPECT_EQ(s2.acquire(request("w", "t", 3)).limit, 1);
+  auto back = s2.accepted("p", "y", 3, std::nullopt);
+  EXPECT_TRUE(back.restored);
+  EXPECT_FALSE(s2.lowered_limit("p"));
 }
 
 TEST(LeaseStore, LostLeasesAreReRegisteredPastTheLimitWithForce) {
