@@ -4,6 +4,11 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 namespace sluice::cluster {
 
@@ -196,7 +201,21 @@ void Agent::take_adopted() {
   }
 }
 
+namespace {
+
+// The cluster threads yield to the I/O threads when they share a CPU: their
+// work (a snapshot of every session each second, the renewals) is never
+// urgent to the millisecond, and a stream's frames are. Renewals still run
+// well within the lease expiry, since the I/O threads leave most of a CPU.
+void lower_priority() {
+  if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10) != 0)
+    spdlog::debug("cluster: cannot lower the cluster thread's priority: {}", std::strerror(errno));
+}
+
+}  // namespace
+
 void Agent::work() {
+  lower_priority();
   // At once: redis_ok() (and /readyz) should know about Redis from the start.
   auto next_renew = SteadyClock::now();
   auto next_publish = SteadyClock::now();
@@ -365,6 +384,7 @@ void Agent::publish() {
 }
 
 void Agent::subscribe() {
+  lower_priority();
   const auto released = store_.released_channel();
   const auto end = store_.end_channel(options_.instance);
   while (!stop_subscriber_) {

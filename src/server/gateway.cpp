@@ -130,13 +130,19 @@ Gateway::Gateway(boost::asio::io_context& ioc, config::Config raw) : ioc_(ioc) {
                                                   : host_name() + ":" + std::to_string(net::parse_endpoint(config.listen).port());
     // The fleet view: this instance's live sessions, published for the
     // others' admin API; and their requests to end one of them.
+    // One session at a time, so that only the text is held, never a
+    // document of every session.
     o.sessions_snapshot = [registry = std::weak_ptr<registry::Registry>(services_->registry)] {
-      boost::json::array list;
+      std::string out = "[";
       if (auto r = registry.lock()) {
         auto now = registry::mono_ns();
-        for (const auto& e : r->list()) list.push_back(admin::session_json(*r, *e, now));
+        for (const auto& e : r->list()) {
+          if (out.size() > 1) out += ',';
+          util::append_json_text(out, admin::session_json(*r, *e, now));
+        }
       }
-      return util::json_text(list);
+      out += ']';
+      return out;
     };
     o.on_end = [registry = std::weak_ptr<registry::Registry>(services_->registry)](const std::string& text) {
       registry::SessionId id = 0;
