@@ -30,6 +30,7 @@ struct SimOptions {
   double inactivity_timeout = 10;
   long handshake_delay_ms = 0;
   double drop_probability = 0;
+  std::vector<std::string> drop_at;
   long read_delay_ms = 0;
   double stale_accounting = 0;
   bool bench = false;
@@ -88,6 +89,11 @@ sim::SimConfig make_config(const SimOptions& o) {
   c.inactivity_timeout = seconds_option(o.inactivity_timeout);
   c.faults.handshake_delay = std::chrono::milliseconds(o.handshake_delay_ms);
   c.faults.drop_probability = o.drop_probability;
+  for (const auto& spec : o.drop_at) {
+    auto cue = sim::parse_drop_cue(spec);
+    if (!cue.cue) throw CLI::ValidationError("--drop-at", cue.error);
+    c.faults.drops.push_back(*cue.cue);
+  }
   c.faults.read_delay = std::chrono::milliseconds(o.read_delay_ms);
   c.faults.stale_accounting = seconds_option(o.stale_accounting);
   c.bench = o.bench;
@@ -138,7 +144,7 @@ void register_sim_command(CLI::App& app) {
   cmd->add_option("--listen", o->listen, "Streaming listener HOST:PORT (port 0 picks a free port)")
       ->capture_default_str();
   cmd->add_option("--admin-listen", o->admin_listen,
-                  "Admin listener HOST:PORT: GET /state, POST /reset-max, GET /healthz")
+                  "Admin listener HOST:PORT: GET /state, POST /reset-max, GET|POST /drops, GET /healthz")
       ->capture_default_str();
   cmd->add_option("--key", o->keys,
                   "An accepted API key, KEY or PROJECT:KEY (repeatable; KEY alone belongs to project "
@@ -158,6 +164,12 @@ void register_sim_command(CLI::App& app) {
   cmd->add_option("--drop-probability", o->drop_probability,
                   "Fault: probability per second of stream of closing it with 1011 (NET-0000)")
       ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--drop-at", o->drop_at,
+                  "Fault on cue: [STREAM@](audio|time):SECONDS[/HOW] ends the STREAM-th stream accepted (every "
+                  "stream without STREAM@) once it received SECONDS of audio, or SECONDS after it opened; HOW: "
+                  "1011 (NET-0000, default), 1012, 1013, cut (FIN, no close frame), reset (RST). Repeatable; "
+                  "more can be armed live with POST /drops on the admin listener")
+      ->type_name("CUE");
   cmd->add_option("--read-delay", o->read_delay_ms,
                   "Fault: milliseconds to wait before reading each client message (a slow vendor)")
       ->check(CLI::NonNegativeNumber);

@@ -1,4 +1,4 @@
-// The admin listener: GET /state, POST /reset-max, GET /healthz.
+// The admin listener: GET /state, POST /reset-max, GET|POST /drops, GET /healthz.
 #include "sim/admin.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -6,10 +6,14 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/url/parse.hpp>
 #include <spdlog/spdlog.h>
+
+#include <cmath>
 
 #include "sim/sim_core.hpp"
 
@@ -19,6 +23,22 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace json = boost::json;
+
+static json::array drops_to_json(const std::vector<SimDrop>& drops) {
+  json::array out;
+  for (const auto& d : drops) {
+    json::object o;
+    o["stream"] = d.stream;
+    o["request_id"] = d.request_id;
+    o["family"] = protocol::family_name(d.family);
+    o["audio_seconds"] = std::round(d.audio_seconds * 1e6) / 1e6;
+    o["after_seconds"] = std::round(d.after_seconds * 1e3) / 1e3;
+    o["how"] = drop_how_name(d.how);
+    o["random"] = d.random;
+    out.push_back(std::move(o));
+  }
+  return out;
+}
 
 std::string stats_to_json(const SimStats& stats) {
   json::object projects;
@@ -38,6 +58,8 @@ std::string stats_to_json(const SimStats& stats) {
   o["projects"] = std::move(projects);
   o["handshakes"] = stats.handshakes;
   o["unauthorized"] = stats.unauthorized;
+  o["streams"] = stats.streams;
+  o["drops"] = drops_to_json(stats.drops);
   return json::serialize(o);
 }
 
@@ -64,12 +86,43 @@ http::response<http::string_body> answer(SimCore& core, const http::request<http
       core.accounting->reset_max();
       res.body() = stats_to_json(core.accounting->snapshot());
     }
+  } else if (path == "/drops") {
+    // GET: the streams dropped so far; POST {"at": "CUE"}: arm a cue (the
+    // text form of --drop-at; STREAM may be "next", the next stream accepted).
+    if (req.method() == http::verb::get) {
+      json::object o;
+      o["streams"] = core.streams.load();
+      o["drops"] = drops_to_json(core.drops->records());
+      res.body() = json::serialize(o);
+    } else if (req.method() == http::verb::post) {
+      std::string spec;
+      boost::system::error_code ec;
+      auto body = json::parse(req.body(), ec);
+      if (!ec && body.is_object() && body.as_object().contains("at") && body.as_object().at("at").is_string())
+        spec = std::string(body.as_object().at("at").as_string());
+      if (spec.starts_with("next@")) spec = std::to_string(core.streams.load() + 1) + spec.substr(4);
+      auto cue = spec.empty() ? DropCueParse{std::nullopt, "expected a JSON body {\"at\": \"CUE\"}"}
+                              : parse_drop_cue(spec);
+      if (!cue.cue) {
+        res.result(http::status::bad_request);
+        json::object e;
+        e["error"] = cue.error;
+        res.body() = json::serialize(e);
+      } else {
+        core.drops->add(*cue.cue);
+        json::object o;
+        o["armed"] = format_drop_cue(*cue.cue);
+        res.body() = json::serialize(o);
+      }
+    } else {
+      method_not_allowed("GET, POST");
+    }
   } else if (path == "/healthz") {
     if (req.method() != http::verb::get) method_not_allowed("GET");
     else res.body() = R"({"status":"ok"})";
   } else {
     res.result(http::status::not_found);
-    res.body() = R"({"error":"not found; try GET /state, POST /reset-max or GET /healthz"})";
+    res.body() = R"({"error":"not found; try GET /state, POST /reset-max, GET|POST /drops or GET /healthz"})";
   }
   res.prepare_payload();
   return res;

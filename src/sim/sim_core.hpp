@@ -13,6 +13,7 @@
 
 #include "sim/accounting.hpp"
 #include "sim/connection_set.hpp"
+#include "sim/drops.hpp"
 #include "sim/simulator.hpp"
 
 namespace sluice::sim {
@@ -25,6 +26,8 @@ struct SimCore {
   std::shared_ptr<Accounting> accounting;
   std::shared_ptr<ConnectionSet> connections;
   std::atomic<std::uint64_t> next_connection{1};
+  std::shared_ptr<Drops> drops;
+  std::atomic<std::uint64_t> streams{0};  // accepted so far: a stream's number is the count with it
 };
 
 // The Deepgram-facing listener's connection: HTTP upgrade, refusals, then

@@ -64,6 +64,13 @@ asio::ip::tcp::endpoint Simulator::endpoint() const { return impl_->endpoint; }
 
 asio::ip::tcp::endpoint Simulator::admin_endpoint() const { return impl_->admin_endpoint; }
 
-SimStats Simulator::stats() const { return impl_->core->accounting->snapshot(); }
+SimStats Simulator::stats() const {
+  auto s = impl_->core->accounting->snapshot();
+  s.streams = impl_->core->streams.load();
+  s.drops = impl_->core->drops->records();
+  return s;
+}
+
+DropCue Simulator::add_drop(DropCue cue) { return impl_->core->drops->add(cue); }
 
 }  // namespace sluice::sim

@@ -196,7 +196,8 @@ asio::awaitable<void> upgrade(SimCore& core, beast::tcp_stream& stream, Request 
                             use_nothrow);
     co_return;
   }
-  spdlog::debug("{} {} open: project {}, request {}", prefix, name, *project, request_id);
+  const auto stream_number = ++core.streams;
+  spdlog::debug("{} {} open: stream {}, project {}, request {}", prefix, name, stream_number, *project, request_id);
 
   StreamContext ctx{request_id, core.seed, created, prefix};
   if (config.bench && *endpoint == protocol::Endpoint::listen_v1) {
@@ -209,6 +210,11 @@ asio::awaitable<void> upgrade(SimCore& core, beast::tcp_stream& stream, Request 
     options.seed = core.seed ^ std::hash<std::string>{}(request_id);
     options.log_prefix = prefix;
     options.on_closing = [&lease] { lease.reset(); };
+    options.drops = core.drops;
+    options.stream = stream_number;
+    options.request_id = request_id;
+    options.family = family;
+    options.bytes_per_second = params->bytes_per_second;
     StreamIo io(ws, options);
     control.on_stop = [&io] { io.request_stop(); };
     if (control.stop_requested) io.request_stop();
@@ -232,7 +238,8 @@ SimCore::SimCore(asio::io_context& ioc, SimConfig cfg)
     : config(std::move(cfg)),
       seed(config.seed ? config.seed : std::random_device{}()),
       accounting(std::make_shared<Accounting>(ioc, config)),
-      connections(std::make_shared<ConnectionSet>()) {}
+      connections(std::make_shared<ConnectionSet>()),
+      drops(std::make_shared<Drops>(config.faults.drops)) {}
 
 asio::awaitable<void> serve_stream_connection(std::shared_ptr<SimCore> core, tcp::socket socket) {
   auto prefix = fmt::format("[sim C{}]", core->next_connection++);

@@ -19,8 +19,12 @@
 #include <cstdint>
 #include <functional>
 #include <random>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+
+#include "sim/simulator.hpp"
 
 namespace sluice::sim {
 
@@ -48,7 +52,11 @@ struct StreamEvent {
   Kind kind = Kind::client_gone;
   std::string data;
   boost::system::error_code error;
+  DropCue::How how = DropCue::How::internal_error;  // drop: how the stream ends
+  bool random = false;                               // drop: drop_probability, not a cue
 };
+
+class Drops;
 
 class StreamIo {
  public:
@@ -59,6 +67,13 @@ class StreamIo {
     std::uint64_t seed = 0;                               // for drop rolls
     std::string log_prefix;                               // "[sim C12]"
     std::function<void()> on_closing;                     // before our close frame goes out
+    // Drop cues (drops.hpp): this stream's number, what it is, and its audio
+    // rate (binary frames are audio); drops are recorded there too.
+    std::shared_ptr<Drops> drops;
+    std::uint64_t stream = 0;
+    std::string request_id;
+    protocol::Family family{};
+    double bytes_per_second = 32000;
   };
 
   StreamIo(WsStream& ws, Options options);
@@ -72,8 +87,8 @@ class StreamIo {
   asio::awaitable<bool> send_text(std::string_view text);  // false once the stream is broken
   asio::awaitable<bool> send_binary(const void* data, std::size_t size);
   asio::awaitable<void> close(const websocket::close_reason& reason);
-  // The common ending for inactivity (1011 NET-0001), drop (1011 NET-0000)
-  // and stop (1001); nothing for client_gone.
+  // The common ending for inactivity (1011 NET-0001), drop (as its cue says:
+  // 1011 NET-0000 by default) and stop (1001); nothing for client_gone.
   asio::awaitable<void> end(const StreamEvent& event);
 
   // Asks the stream to close (1001) soon; from the stream's strand only. A
@@ -87,6 +102,9 @@ class StreamIo {
   asio::awaitable<void> read_loop();
   asio::awaitable<void> watch_loop();
   asio::awaitable<void> drive(asio::awaitable<void> processor);
+  // A cue due now, at most once per stream.
+  std::optional<StreamEvent> due_drop(Clock::time_point now);
+  double audio_seconds() const { return static_cast<double>(audio_bytes_) / options_.bytes_per_second; }
 
   WsStream& ws_;
   Options options_;
@@ -94,6 +112,9 @@ class StreamIo {
   asio::steady_timer watch_timer_;
   asio::steady_timer read_timer_;
   Clock::time_point last_activity_;
+  Clock::time_point opened_;
+  std::uint64_t audio_bytes_ = 0;  // binary bytes received
+  bool drop_due_ = false;          // a cue fired: the stream is ending
   std::mt19937_64 rng_;
   bool done_ = false;            // the processor has returned
   bool stop_requested_ = false;

@@ -40,6 +40,8 @@ using namespace std::chrono_literals;
 using sluice::protocol::Family;
 using sluice::sim::SimConfig;
 using sluice::sim::Simulator;
+using sluice::sim::DropCue;
+using sluice::sim::parse_drop_cue;
 
 constexpr auto kIoTimeout = std::chrono::seconds(10);
 constexpr std::string_view kNet0001 =
@@ -645,6 +647,115 @@ TEST(sim_faults, DropFaultClosesWith1011) {
   EXPECT_EQ(c.read_until_closed(), websocket::error::closed);
   EXPECT_EQ(c.reason().code, websocket::close_code::internal_error);
   EXPECT_NE(std::string_view(c.reason().reason.data(), c.reason().reason.size()).find("NET-0000"), std::string_view::npos);
+}
+
+// POSTs a JSON body to the simulator's admin listener.
+http::response<http::string_body> post_json(const tcp::endpoint& ep, const std::string& target, const std::string& body) {
+  asio::io_context ioc;
+  beast::tcp_stream stream(ioc);
+  stream.expires_after(kIoTimeout);
+  stream.connect(ep);
+  http::request<http::string_body> req{http::verb::post, target, 11};
+  req.set(http::field::host, "127.0.0.1");
+  req.set(http::field::content_type, "application/json");
+  req.body() = body;
+  req.prepare_payload();
+  http::write(stream, req);
+  beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  http::read(stream, buffer, res);
+  return res;
+}
+
+// Sends audio frame by frame (0.1 s each) until `seconds` or a write fails
+// (the stream was dropped meanwhile).
+void send_until_dropped(Client& c, double seconds) {
+  auto a = audio(seconds);
+  for (std::size_t off = 0; off < a.size(); off += 3200)
+    if (c.binary(std::string_view(a).substr(off, std::min<std::size_t>(3200, a.size() - off)))) return;
+}
+
+// Drops on cue: by audio position or by time, for one stream or live-armed,
+// with each way a vendor's connection can end; each recorded with the audio
+// the stream had received.
+TEST(sim_faults, DropCuesEndTheChosenStreamAtItsAudioPositionOrTime) {
+  SimConfig config;
+  config.inactivity_timeout = std::chrono::milliseconds(60000);  // unrelated timeouts far away
+  config.faults.drops = {*parse_drop_cue("2@audio:1.0").cue, *parse_drop_cue("3@time:0.2/1012").cue};
+  RunningSim s{config};
+  // Stream 1: no cue; it ends normally.
+  {
+    Client c;
+    ASSERT_FALSE(c.connect(s.endpoint(), kListen, token("k")));
+    send_audio(c, audio(1.5));
+    ASSERT_FALSE(c.text(R"({"type":"CloseStream"})"));
+    auto m = c.read_until("Metadata");
+    ASSERT_FALSE(m.ec);
+    EXPECT_EQ(c.read_until_closed(), websocket::error::closed);
+    EXPECT_EQ(c.reason().code, websocket::close_code::normal);
+  }
+  // Stream 2: 1011 NET-0000 right after its first second of audio.
+  {
+    Client c;
+    ASSERT_FALSE(c.connect(s.endpoint(), kListen, token("k")));
+    send_until_dropped(c, 3.0);
+    EXPECT_EQ(c.read_until_closed(), websocket::error::closed);
+    EXPECT_EQ(c.reason().code, websocket::close_code::internal_error);
+  }
+  // Stream 3: 1012 after 0.2 s, with no audio at all.
+  {
+    Client c;
+    ASSERT_FALSE(c.connect(s.endpoint(), kListen, token("k")));
+    EXPECT_EQ(c.read_until_closed(), websocket::error::closed);
+    EXPECT_EQ(c.reason().code, websocket::close_code::service_restart);
+  }
+  // Stream 4, armed live: an RST, no close frame.
+  s.sim().add_drop(*parse_drop_cue("4@audio:0.5/reset").cue);
+  {
+    Client c;
+    ASSERT_FALSE(c.connect(s.endpoint(), kListen, token("k")));
+    send_until_dropped(c, 2.0);
+    auto ec = c.read_until_closed();
+    EXPECT_NE(ec, websocket::error::closed) << "a close frame came";
+  }
+  // Stream 5, armed through the admin listener for the next stream: a FIN, no close frame.
+  auto admin = s.sim().admin_endpoint();
+  auto armed = post_json(admin, "/drops", R"({"at":"next@audio:0.3/cut"})");
+  ASSERT_EQ(armed.result_int(), 200) << armed.body();
+  EXPECT_EQ(parse_object(armed.body()).at("armed"), "5@audio:0.3/cut");
+  {
+    Client c;
+    ASSERT_FALSE(c.connect(s.endpoint(), kListen, token("k")));
+    send_until_dropped(c, 2.0);
+    auto ec = c.read_until_closed();
+    EXPECT_NE(ec, websocket::error::closed) << "a close frame came";
+  }
+  auto bad = post_json(admin, "/drops", R"({"at":"2@sometime:1"})");
+  EXPECT_EQ(bad.result_int(), 400);
+  EXPECT_NE(bad.body().find("[STREAM@](audio|time):SECONDS"), std::string::npos) << bad.body();
+
+  auto st = s.sim().stats();
+  EXPECT_EQ(st.streams, 5u);
+  ASSERT_EQ(st.drops.size(), 4u);
+  EXPECT_EQ(st.drops[0].stream, 2u);
+  EXPECT_DOUBLE_EQ(st.drops[0].audio_seconds, 1.0);
+  EXPECT_EQ(st.drops[0].how, DropCue::How::internal_error);
+  EXPECT_EQ(st.drops[1].stream, 3u);
+  EXPECT_DOUBLE_EQ(st.drops[1].audio_seconds, 0);
+  EXPECT_GE(st.drops[1].after_seconds, 0.2);
+  EXPECT_EQ(st.drops[1].how, DropCue::How::service_restart);
+  EXPECT_EQ(st.drops[2].stream, 4u);
+  EXPECT_DOUBLE_EQ(st.drops[2].audio_seconds, 0.5);
+  EXPECT_EQ(st.drops[2].how, DropCue::How::reset);
+  EXPECT_EQ(st.drops[3].stream, 5u);
+  EXPECT_NEAR(st.drops[3].audio_seconds, 0.3, 0.1 + 1e-9);  // within the frame that reached it
+  EXPECT_EQ(st.drops[3].how, DropCue::How::cut);
+  for (const auto& d : st.drops) EXPECT_FALSE(d.request_id.empty());
+  auto listed = parse_object(request(admin, http::verb::get, "/drops", {}, false).body());
+  EXPECT_EQ(listed.at("streams"), 5);
+  ASSERT_EQ(listed.at("drops").as_array().size(), 4u);
+  EXPECT_EQ(listed.at("drops").as_array()[2].at("how"), "reset");
+  EXPECT_EQ(listed.at("drops").as_array()[0].at("audio_seconds"), 1.0);
 }
 
 TEST(sim_faults, HandshakeDelayAndSlowReaderStillServe) {
