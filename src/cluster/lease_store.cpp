@@ -344,35 +344,23 @@ std::string LeaseStore::instances_key() const { return options_.prefix + ":insta
 std::string LeaseStore::sessions_key(const std::string& instance) const {
   return fmt::format("{}:sessions:{}", options_.prefix, instance);
 }
-std::string LeaseStore::pool_key(const std::string& pool) const {
-  return fmt::format("{}:{{{}}}:leases", options_.prefix, pool);
+// P:{pool}:<what>: the pool's name is the hash tag, so its keys share a slot.
+std::string LeaseStore::pool_scoped(const std::string& pool, std::string_view what) const {
+  return fmt::format("{}:{{{}}}:{}", options_.prefix, pool, what);
 }
+std::string LeaseStore::pool_key(const std::string& pool) const { return pool_scoped(pool, "leases"); }
 std::string LeaseStore::tenant_key(const std::string& pool, const std::string& tenant) const {
-  return fmt::format("{}:{{{}}}:tenant:{}", options_.prefix, pool, tenant);
+  return pool_scoped(pool, "tenant:" + tenant);
 }
-std::string LeaseStore::waiting_key(const std::string& pool) const {
-  return fmt::format("{}:{{{}}}:waiting", options_.prefix, pool);
-}
-std::string LeaseStore::waiting_expiry_key(const std::string& pool) const {
-  return fmt::format("{}:{{{}}}:waiting:expiry", options_.prefix, pool);
-}
-std::string LeaseStore::effective_key(const std::string& pool) const {
-  return fmt::format("{}:{{{}}}:effective", options_.prefix, pool);
-}
-std::string LeaseStore::accepted_key(const std::string& pool) const {
-  return fmt::format("{}:{{{}}}:accepted", options_.prefix, pool);
-}
-std::string LeaseStore::released_key(const std::string& pool) const {
-  return fmt::format("{}:{{{}}}:released", options_.prefix, pool);
-}
-std::string LeaseStore::delay_lower_key(const std::string& pool) const {
-  return fmt::format("{}:{{{}}}:delay:lower", options_.prefix, pool);
-}
-std::string LeaseStore::delay_upper_key(const std::string& pool) const {
-  return fmt::format("{}:{{{}}}:delay:upper", options_.prefix, pool);
-}
+std::string LeaseStore::waiting_key(const std::string& pool) const { return pool_scoped(pool, "waiting"); }
+std::string LeaseStore::waiting_expiry_key(const std::string& pool) const { return pool_scoped(pool, "waiting:expiry"); }
+std::string LeaseStore::effective_key(const std::string& pool) const { return pool_scoped(pool, "effective"); }
+std::string LeaseStore::accepted_key(const std::string& pool) const { return pool_scoped(pool, "accepted"); }
+std::string LeaseStore::released_key(const std::string& pool) const { return pool_scoped(pool, "released"); }
+std::string LeaseStore::delay_lower_key(const std::string& pool) const { return pool_scoped(pool, "delay:lower"); }
+std::string LeaseStore::delay_upper_key(const std::string& pool) const { return pool_scoped(pool, "delay:upper"); }
 std::string LeaseStore::lease_key(const std::string& pool, const std::string& id) const {
-  return fmt::format("{}:{{{}}}:lease:{}", options_.prefix, pool, id);
+  return pool_scoped(pool, "lease:" + id);
 }
 
 RedisConnection& LeaseStore::connection() {

@@ -38,6 +38,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -188,6 +189,7 @@ class LeaseStore {
   // use, or a restarted server). An error reply throws.
   Reply eval(Script& script, const std::vector<std::string>& keys, const std::vector<std::string>& args);
   RedisConnection& connection();
+  std::string pool_scoped(const std::string& pool, std::string_view what) const;
 
   RedisUrl url_;
   Options options_;

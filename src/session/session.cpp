@@ -223,12 +223,6 @@ boost::json::array pool_snapshot(const registry::Registry& registry, const std::
   return out;
 }
 
-// A pool's configured release delay, for the fleet's scripts; unset: learned.
-std::optional<std::chrono::milliseconds> configured_delay(const std::optional<config::PoolConfig>& pc) {
-  if (!pc || !pc->release_delay) return std::nullopt;
-  return std::chrono::duration_cast<std::chrono::milliseconds>(*pc->release_delay);
-}
-
 // Records an upstream-429 event. In cluster mode the vendor counts the
 // fleet's streams, so the event also names every instance's holders of the
 // pool (`fleet_holders`), read on the cluster worker thread and recorded
@@ -668,8 +662,8 @@ asio::awaitable<Result<upstream::ConnectResult>> connect_upstream(SessionService
     if (conn.ok()) {
       services.admission->on_upstream_accepted(state.lease());
       if (in_fleet) {
-        auto pc = services.admission->pool_config(pool);
-        services.cluster->accepted(pool, state.lease().fleet_id(), pc ? pc->limit : 0, configured_delay(pc));
+        auto terms = services.admission->fleet_terms(pool, tenant);
+        services.cluster->accepted(pool, state.lease().fleet_id(), terms.limit, terms.release_delay);
       }
     }
     if (conn.ok() || !conn.refusal || conn.refusal->status != 429) break;
@@ -678,9 +672,8 @@ asio::awaitable<Result<upstream::ConnectResult>> connect_upstream(SessionService
     // the lease is younger than upstream.retry_429.deadline.
     std::optional<cluster::RefusalVerdict> verdict;
     if (in_fleet) {
-      auto pc = services.admission->pool_config(pool);
-      verdict = co_await services.cluster->refused(pool, state.lease().fleet_id(), pc ? pc->limit : 0,
-                                                   configured_delay(pc));
+      auto terms = services.admission->fleet_terms(pool, tenant);
+      verdict = co_await services.cluster->refused(pool, state.lease().fleet_id(), terms.limit, terms.release_delay);
     }
     auto d = services.admission->on_upstream_429(state.lease(), attempt, verdict ? &*verdict : nullptr);
     boost::json::object ev;
