@@ -1,3 +1,4 @@
+#include <boost/json/array.hpp>
 #include "admin/sessions_json.hpp"
 
 #include "util/time_json.hpp"
@@ -28,6 +29,12 @@ boost::json::object session_json(const registry::Registry& registry, const regis
   o["user_agent"] = i.user_agent;
   auto rid = e.request_id();
   o["request_id"] = rid.empty() ? boost::json::value(nullptr) : boost::json::value(rid);
+  {
+    boost::json::array ids;
+    for (auto& id : e.upstream_request_ids()) ids.emplace_back(id);
+    o["upstream_request_ids"] = std::move(ids);
+    o["resumes"] = e.resumes();
+  }
   o["state"] = registry.display_state(e, now);
   o["accepted_at"] = time_json(i.accepted_ns());
   o["upstream_open_at"] = time_json(i.to_wall_ns(c.upstream_open_ns.load()));

@@ -369,7 +369,7 @@ Config Parser::read(const YAML::Node& root) {
       auto prefix = "pools[" + std::to_string(i) + "]";
       const auto& p = pools[i];
       check_keys(p, prefix, {"name", "match", "limit", "queue_timeout", "max_queue", "idle_close_after",
-                             "liveness_timeout", "max_duration", "release_delay"});
+                             "liveness_timeout", "max_duration", "release_delay", "resume"});
       PoolConfig pc;
       if (!p["name"]) throw ConfigError(prefix + ".name", "required");
       pc.name = as_string(p["name"], prefix + ".name");
@@ -400,6 +400,30 @@ Config Parser::read(const YAML::Node& root) {
                               "expected a duration such as 3s or 500ms, or 'learn', got '" + text + "'");
           }
         }
+      }
+      if (auto r = p["resume"]; r && !r.IsNull()) {
+        auto rp = prefix + ".resume";
+        check_keys(r, rp, {"enabled", "buffer", "max_attempts", "backoff", "max_backoff", "replay_speed", "max_resumes"});
+        auto& rc = pc.resume;
+        if (auto n = r["enabled"]) rc.enabled = as_bool(n, rp + ".enabled");
+        if (auto n = r["buffer"]) rc.buffer = as_duration(n, rp + ".buffer");
+        if (auto n = r["max_attempts"]) rc.max_attempts = static_cast<int>(as_int(n, rp + ".max_attempts", 1, 100));
+        if (auto n = r["backoff"]) rc.backoff = as_duration(n, rp + ".backoff");
+        if (auto n = r["max_backoff"]) rc.max_backoff = as_duration(n, rp + ".max_backoff");
+        if (auto n = r["replay_speed"]) {
+          auto text = scalar(n, rp + ".replay_speed");
+          double v = 0;
+          auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+          if (ec != std::errc() || end != text.data() + text.size() || !(v >= 1 && v <= 100))
+            throw ConfigError(rp + ".replay_speed",
+                              "expected a number from 1 to 100 (times real time), got '" + text + "'", line_of(n));
+          rc.replay_speed = v;
+        }
+        if (auto n = r["max_resumes"]) rc.max_resumes = static_cast<int>(as_int(n, rp + ".max_resumes", 1, 10000));
+        if (rc.buffer.count() <= 0 || rc.buffer.count() > 600)
+          throw ConfigError(rp + ".buffer", "must be more than 0 s and at most 600 s", line_of(r));
+        if (rc.max_backoff < rc.backoff)
+          throw ConfigError(rp + ".max_backoff", "must not be shorter than " + rp + ".backoff", line_of(r));
       }
       c.pools.push_back(std::move(pc));
     }

@@ -109,6 +109,20 @@ struct PoolMatch {
   std::map<std::string, std::string> params;
 };
 
+// Transparent upstream reconnect for /v1/listen and /v2/listen
+// (docs/resume.md): when the vendor's leg ends abnormally while the client is
+// still there, reconnect under the same lease, replay the audio since the
+// last finalized point and rewrite times onto one timeline.
+struct ResumeConfig {
+  bool enabled = false;
+  Seconds buffer{30};          // audio kept for replay (seconds of the declared format)
+  int max_attempts = 3;        // reconnects tried per drop
+  Seconds backoff{0.1};        // before the second attempt; doubles per attempt
+  Seconds max_backoff{2};      // the longest wait between attempts
+  double replay_speed = 4;     // replayed audio is sent at most this many times faster than real time
+  int max_resumes = 10;        // per stream; past it a drop is passed to the client
+};
+
 struct PoolConfig {
   std::string name;
   PoolMatch match;
@@ -123,6 +137,7 @@ struct PoolConfig {
   // slot cools this long before it admits another stream. Unset: learned
   // from the upstream's 429s (docs/admission.md).
   std::optional<Seconds> release_delay;
+  ResumeConfig resume;
 };
 
 struct RelayConfig {

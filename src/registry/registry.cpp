@@ -35,7 +35,25 @@ void set_wall_offset_for_tests(std::chrono::nanoseconds offset) {
 
 void SessionEntry::set_request_id(std::string id) {
   std::lock_guard lock(mutex_);
+  if (upstream_request_ids_.empty() && !id.empty()) upstream_request_ids_.push_back(id);
   request_id_ = std::move(id);
+}
+
+void SessionEntry::add_upstream_request_id(std::string id) {
+  std::lock_guard lock(mutex_);
+  ++resumes_;
+  if (request_id_.empty()) request_id_ = id;
+  upstream_request_ids_.push_back(std::move(id));
+}
+
+std::vector<std::string> SessionEntry::upstream_request_ids() const {
+  std::lock_guard lock(mutex_);
+  return upstream_request_ids_;
+}
+
+int SessionEntry::resumes() const {
+  std::lock_guard lock(mutex_);
+  return resumes_;
 }
 
 std::string SessionEntry::request_id() const {

@@ -129,8 +129,13 @@ class SessionEntry {
   SessionState state() const { return static_cast<SessionState>(counters_.state.load(std::memory_order_relaxed)); }
   void set_state(SessionState s) { counters_.state.store(static_cast<int>(s), std::memory_order_relaxed); }
 
+  // The first upstream request id (set_request_id), and every upstream
+  // request id the stream had: a resumed stream has one per connection.
   void set_request_id(std::string id);
   std::string request_id() const;
+  void add_upstream_request_id(std::string id);
+  std::vector<std::string> upstream_request_ids() const;
+  int resumes() const;  // upstream connections after the first
   // From the upstream's Metadata: audio duration and channel count.
   void set_upstream_summary(std::optional<double> duration, std::optional<int> channels);
   // Audio seconds: from the declared raw format when known, else Metadata.
@@ -149,6 +154,8 @@ class SessionEntry {
   SessionCounters counters_;
   mutable std::mutex mutex_;
   std::string request_id_;              // guarded by mutex_
+  std::vector<std::string> upstream_request_ids_;  // guarded by mutex_
+  int resumes_ = 0;                     // guarded by mutex_
   std::optional<double> meta_duration_; // guarded by mutex_
   std::optional<int> meta_channels_;    // guarded by mutex_
   std::function<void()> end_handler_;   // guarded by mutex_

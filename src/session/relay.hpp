@@ -55,7 +55,9 @@
 #include "protocol/message.hpp"
 #include "registry/registry.hpp"
 #include "session/frame.hpp"
+#include "session/resume.hpp"
 #include "session/ticker.hpp"
+#include "upstream/connector.hpp"
 #include "session/write_gate.hpp"
 
 namespace sluice::session {
@@ -86,6 +88,17 @@ constexpr std::size_t kMaxBuffer = 64 * 1024;
 
 }  // namespace relay_detail
 
+// What a resumable stream's relay needs (docs/resume.md).
+struct ResumeSetup {
+  config::ResumeConfig cfg;
+  bool flux = false;                 // /v2/listen: Flux's counters and turns
+  double bytes_per_second = 0;       // of the declared raw format
+  std::uint32_t block = 1;           // bytes of one sample of every channel
+  // Opens a new upstream connection with the stream's path, query and
+  // credentials.
+  std::function<boost::asio::awaitable<upstream::ConnectResult>()> reconnect;
+};
+
 template <class ClientStream, class UpstreamStream>
 class Relay {
   using tcp = relay_detail::tcp;
@@ -112,7 +125,7 @@ class Relay {
 
   boost::asio::awaitable<void> run() {
     auto weak = std::weak_ptr<Control>(control_);
-    auto executor = client_.stream.get_executor();
+    auto executor = client_.stream().get_executor();
     entry_.set_end_handler([weak, executor] {
       boost::asio::post(executor, [weak] {
         if (auto c = weak.lock()) {
@@ -132,19 +145,40 @@ class Relay {
     // One group of three (rather than nested `&&`): a frame and a spawn
     // fewer per stream.
     namespace asio = boost::asio;
-    auto [order, e1, e2, e3] = co_await asio::experimental::make_parallel_group(
-                                   asio::co_spawn(executor, pump(client_, upstream_), asio::deferred),
-                                   asio::co_spawn(executor, pump(upstream_, client_), asio::deferred),
-                                   asio::co_spawn(executor, control(), asio::deferred))
-                                   .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
-    (void)order;
+    std::exception_ptr e1, e2, e3, e4;
+    if (!resume_) {
+      auto [order, a, b, c] = co_await asio::experimental::make_parallel_group(
+                                  asio::co_spawn(executor, pump(client_, upstream_), asio::deferred),
+                                  asio::co_spawn(executor, pump(upstream_, client_), asio::deferred),
+                                  asio::co_spawn(executor, control(), asio::deferred))
+                                  .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+      (void)order;
+      e1 = a, e2 = b, e3 = c;
+    } else {
+      // A resumable stream has a fourth: the replay of buffered audio to a
+      // new upstream.
+      auto [order, a, b, c, d] = co_await asio::experimental::make_parallel_group(
+                                     asio::co_spawn(executor, pump(client_, upstream_), asio::deferred),
+                                     asio::co_spawn(executor, pump(upstream_, client_), asio::deferred),
+                                     asio::co_spawn(executor, control(), asio::deferred),
+                                     asio::co_spawn(executor, replayer(), asio::deferred))
+                                     .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+      (void)order;
+      e1 = a, e2 = b, e3 = c, e4 = d;
+    }
     entry_.set_end_handler(nullptr);
-    for (auto& e : {e1, e2, e3})
+    for (auto& e : {e1, e2, e3, e4})
       if (e) std::rethrow_exception(e);
   }
 
   // Called once, as soon as the upstream leg is closed (its lease returns).
   void on_upstream_gone(std::function<void()> fn) { upstream_gone_ = std::move(fn); }
+
+  // Makes the stream resumable: an abnormal end of the upstream leg while
+  // the client is still there reconnects and replays (docs/resume.md).
+  void enable_resume(ResumeSetup setup) {
+    resume_ = std::make_unique<ResumeState>(std::move(setup), client_.stream().get_executor());
+  }
 
   // How the stream ended, for the summary line and the history.
   const std::string& reap_reason() const { return reap_reason_; }
@@ -167,9 +201,10 @@ class Relay {
   template <class Stream>
   struct Leg {
     Leg(Stream& s, bool is_client, std::uint64_t max_message, std::string first_bytes)
-        : stream(s), gate(s.get_executor()), walker(is_client, max_message), client(is_client),
+        : socket(&s), gate(s.get_executor()), walker(is_client, max_message), client(is_client),
           pending(std::move(first_bytes)) {}
-    Stream& stream;
+    Stream* socket;        // the connection (replaced when a resumed upstream reconnects)
+    Stream& stream() const { return *socket; }
     WriteGate gate;        // writers of this leg
     FrameWalker walker;    // frames arriving from this leg
     const bool client;     // the client's leg: frames from it are masked, frames to it are not
@@ -204,8 +239,8 @@ class Relay {
     leg.last_read_ns = registry::mono_ns();
     if constexpr (is_plain<Stream>) {
       boost::system::error_code ignored;
-      leg.stream.non_blocking(true, ignored);  // for writes that never wait
-      leg.reader.emplace(leg.stream);
+      leg.stream().non_blocking(true, ignored);  // for writes that never wait
+      leg.reader.emplace(leg.stream());
     }
   }
 
@@ -220,7 +255,7 @@ class Relay {
       leg.gate.release();
     }
     boost::system::error_code ignored;
-    auto& s = relay_detail::socket_of(leg.stream);
+    auto& s = relay_detail::socket_of(leg.stream());
     s.shutdown(tcp::socket::shutdown_both, ignored);
     s.close(ignored);
   }
@@ -271,12 +306,12 @@ class Relay {
     std::size_t done = 0;
     boost::system::error_code ec;
     if constexpr (is_plain<Stream>) {
-      if (!leg.cut) done = leg.stream.write_some(boost::asio::buffer(frame), ec);
+      if (!leg.cut) done = leg.stream().write_some(boost::asio::buffer(frame), ec);
       if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) ec = {};
       if (!ec && done < frame.size() && !may_wait) ec = boost::asio::error::would_block;
     }
     if (!ec && done < frame.size() && !leg.cut) {
-      auto [wec, n] = co_await boost::asio::async_write(leg.stream, boost::asio::buffer(frame.data() + done, frame.size() - done),
+      auto [wec, n] = co_await boost::asio::async_write(leg.stream(), boost::asio::buffer(frame.data() + done, frame.size() - done),
                                                         use_tuple);
       (void)n;
       ec = wec;
@@ -332,7 +367,7 @@ class Relay {
     if (!to.mid_frame && !to.gate.try_acquire()) return false;
     to.mid_frame = false;
     if constexpr (is_plain<To>) {
-      s.done = to.stream.write_some(boost::asio::buffer(p, n), s.ec);
+      s.done = to.stream().write_some(boost::asio::buffer(p, n), s.ec);
       if (s.ec == boost::asio::error::would_block || s.ec == boost::asio::error::try_again) s.ec = {};
     }
     return true;
@@ -359,7 +394,7 @@ class Relay {
       to.mid_frame = false;
       if constexpr (is_plain<To>) {
         if (!to.cut) {
-          s.done = to.stream.write_some(boost::asio::buffer(p, n), s.ec);
+          s.done = to.stream().write_some(boost::asio::buffer(p, n), s.ec);
           if (s.ec == boost::asio::error::would_block || s.ec == boost::asio::error::try_again) s.ec = {};
         }
       }
@@ -367,7 +402,7 @@ class Relay {
     if (!s.ec && s.done < n && !to.cut) {
       to.write_since_ns = registry::mono_ns();
       auto [wec, wn] =
-          co_await boost::asio::async_write(to.stream, boost::asio::buffer(p + s.done, n - s.done), use_tuple);
+          co_await boost::asio::async_write(to.stream(), boost::asio::buffer(p + s.done, n - s.done), use_tuple);
       (void)wn;
       to.write_since_ns = 0;
       s.ec = wec;
@@ -410,12 +445,18 @@ class Relay {
     registry::bump(counters_.upstream_messages, std::uint64_t{1});
     registry::bump(counters_.upstream_bytes, size);
     counters_.last_upstream_ns.store(now, std::memory_order_relaxed);
+    std::optional<double> resumed_duration;
+    if (resume_) {
+      if (!read_for_resume(text, size, sniffed)) return;  // withheld
+      resumed_duration = resume_->timeline.metadata_duration();
+    }
     if (!text) return;
     auto type = protocol::classify(protocol::sniff_type(sniffed));
     if (type != protocol::MessageType::metadata && type != protocol::MessageType::connected) return;
     if (auto s = protocol::read_summary(sniffed)) {
       if (!s->request_id.empty() && entry_.request_id().empty()) entry_.set_request_id(s->request_id);
-      if (type == protocol::MessageType::metadata) entry_.set_upstream_summary(s->duration, s->channels);
+      if (type == protocol::MessageType::metadata)
+        entry_.set_upstream_summary(resumed_duration ? resumed_duration : s->duration, s->channels);
     }
   }
 
@@ -438,7 +479,7 @@ class Relay {
   template <class Stream>
   boost::asio::awaitable<void> tls_shutdown(Leg<Stream>& leg) {
     if (!leg.gate.try_acquire()) co_await leg.gate.acquire();
-    if (!leg.cut) co_await leg.stream.async_shutdown(use_tuple);
+    if (!leg.cut) co_await leg.stream().async_shutdown(use_tuple);
     leg.gate.release();
   }
 
@@ -462,7 +503,7 @@ class Relay {
         n = rn;
       } else {
         reserve(from, from.carry + 1);
-        auto [rec, rn] = co_await from.stream.async_read_some(
+        auto [rec, rn] = co_await from.stream().async_read_some(
             boost::asio::buffer(from.buf.data() + from.carry, from.buf.size() - from.carry), use_tuple);
         ec = rec;
         n = rn;
@@ -475,6 +516,13 @@ class Relay {
         }
       }
       if (ec) {
+        if (!from.client && resume_ && !(from.close_received && from.close_sent)) {
+          // (A named reason: GCC 12 destroys a conditional's temporary twice in a co_await.)
+          std::string reason = "connection lost: " + ec.message();
+          if (from.timed_out) reason = "no answer to pings";
+          bool resumed = co_await resume_upstream(std::move(reason), 0);
+          if (resumed) continue;  // a new upstream: read it
+        }
         // A frame cut short cannot be finished on the other leg: cut it too.
         if (to.mid_frame) cut(to);
         co_await leg_lost(from, to, ec);
@@ -498,8 +546,16 @@ class Relay {
                        on_upstream_message(t, s, v);
                      });
 
-      // 3. Write them on, unless that leg is closing or gone.
-      if (r.forward > 0 && !to.close_sent && !to.cut) {
+      // 3. Write them on, unless that leg is closing or gone. A resumable
+      // stream keeps the client's frames for a replay; while a new upstream
+      // is being connected or replayed to, they wait there. A resumed
+      // stream's upstream messages go on rewritten (resume_->rewritten).
+      if (resume_ && from.client && r.forward > 0) keep_for_replay(bytes, r.forward);
+      if (resume_ && !from.client && resume_->timeline.was_resumed()) {
+        if (!resume_->rewritten.empty() && !to.close_sent && !to.cut)
+          co_await send_own(to, std::exchange(resume_->rewritten, {}));
+        resume_->rewritten.clear();
+      } else if (r.forward > 0 && !to.close_sent && !to.cut && !(resume_ && from.client && resume_->holding())) {
         Sent sent;
         bool have_gate = write_now(to, bytes, r.forward, sent);
         if (have_gate && (sent.ec || sent.done == r.forward)) finish_write(to, r.mid_frame, sent.ec);
@@ -527,6 +583,14 @@ class Relay {
       }
       from.walker.pong_seen = false;
       if (r.too_big) co_await on_too_big(from, to);
+      if (r.stop == WalkStop::close && !from.client && resume_ && !from.walker.close_malformed &&
+          resumable_close(from.walker.close)) {
+        auto cp = from.walker.close;
+        std::string reason = fmt::format("closed with {} {}", cp.code, cp.reason);
+        bool resumed = co_await resume_upstream(std::move(reason), cp.code);
+        if (resumed) continue;
+        from.walker.close = cp;
+      }
       if (r.stop == WalkStop::close) {
         from.in_close_frame = true;
         co_await on_close_frame(from, to);
@@ -550,7 +614,13 @@ class Relay {
     } else {
       cut(from);
     }
-    if (++pumps_done_ == 2) control_->timer.cancel();
+    if (++pumps_done_ == 2) {
+      control_->timer.cancel();
+      if (resume_) {
+        resume_->wake.cancel();
+        resume_->pace.cancel();
+      }
+    }
   }
 
   // A close frame from `from`: pass it on with its code and reason exactly
@@ -587,9 +657,9 @@ class Relay {
     c.handshake_done = true;
     boost::system::error_code ignored;
     if constexpr (is_plain<ClientStream>) {
-      relay_detail::socket_of(c.stream).shutdown(tcp::socket::shutdown_send, ignored);
+      relay_detail::socket_of(c.stream()).shutdown(tcp::socket::shutdown_send, ignored);
     } else {
-      if (!c.in_close_frame) relay_detail::socket_of(c.stream).cancel(ignored);
+      if (!c.in_close_frame) relay_detail::socket_of(c.stream()).cancel(ignored);
     }
   }
 
@@ -618,7 +688,7 @@ class Relay {
     // frames. A client is told so by our end of the TCP connection.
     if (from.client && is_plain<From>) {
       boost::system::error_code ignored;
-      relay_detail::socket_of(from.stream).shutdown(tcp::socket::shutdown_send, ignored);
+      relay_detail::socket_of(from.stream()).shutdown(tcp::socket::shutdown_send, ignored);
     } else {
       cut(from);
     }
@@ -739,6 +809,7 @@ class Relay {
         if (!end) continue;
         if (upstream_.gate.busy()) continue;  // a frame is in flight: next tick
         ending = true;
+        ending_ = true;
         ending_since = now;
         entry_.set_state(registry::SessionState::closing);
         auto msg = protocol::close_message(entry_.info().endpoint);
@@ -758,6 +829,294 @@ class Relay {
       ending_since = std::numeric_limits<std::int64_t>::max() / 2;  // closed: wait for the pumps
     }
   }
+
+  // ---- Resume (docs/resume.md) ----
+
+  struct ResumeState {
+    ResumeState(ResumeSetup s, boost::asio::any_io_executor ex)
+        : setup(std::move(s)), log(setup.bytes_per_second, setup.block), timeline(setup.flux), wake(ex), pace(ex) {}
+    ResumeSetup setup;
+    AudioLog log;                 // the client's frames since the finalized point
+    Timeline timeline;            // the upstream's messages onto the client's timeline
+    bool gap = false;             // the upstream is gone; a new one is being connected
+    bool replaying = false;       // a new upstream gets the buffered audio
+    std::uint64_t cursor = 0;     // the replay's next log offset
+    std::string head;             // the replay's first frame, when cut at the finalized point
+    std::string rewritten;        // rewritten upstream messages, framed, to write to the client
+    int generation = 0;           // upstream connections after the first
+    double replayed = 0;          // seconds of audio replayed, all resumes
+    boost::asio::steady_timer wake;  // the replayer waits for work
+    boost::asio::steady_timer pace;  // and paces the replay
+    std::unique_ptr<UpstreamStream> current;                // the connection after a resume
+    std::vector<std::unique_ptr<UpstreamStream>> retired;   // connections a later resume replaced
+    bool holding() const { return gap || replaying; }
+  };
+
+  // The client's forwarded bytes (whole data frames, in order) are kept for
+  // a replay, within the buffer's bound; frames not yet replayed stay.
+  void keep_for_replay(const std::uint8_t* p, std::size_t n) {
+    auto& rs = *resume_;
+    rs.log.append(p, n);
+    auto cap = rs.log.audio_bytes(rs.setup.cfg.buffer.count());
+    rs.log.trim(cap, rs.replaying ? rs.cursor : rs.log.end());
+  }
+
+  // Reads an upstream message for the timeline; after a resume, queues it
+  // rewritten (or as it is) for the client. False: withheld.
+  bool read_for_resume(bool text, std::uint64_t size, std::string_view sniffed) {
+    auto& rs = *resume_;
+    bool resumed = rs.timeline.was_resumed();
+    if (!text) return !resumed;  // no binary messages on the listen endpoints: not passed once rewriting
+    if (size > sniffed.size()) {
+      // Longer than the walker keeps: read only before a resume.
+      if (resumed) spdlog::warn("[S{}] an upstream message of {} bytes after a resume was not passed on", entry_.info().id, size);
+      return !resumed;
+    }
+    std::string out;
+    auto action = rs.timeline.read(sniffed, out);
+    rs.log.release_until(rs.log.audio_bytes(rs.timeline.finalized()), rs.replaying ? rs.cursor : rs.log.end());
+    if (!resumed) return true;
+    if (action == Timeline::Action::drop) return false;
+    append_frame(rs.rewritten, opcode::text, action == Timeline::Action::replace ? std::string_view(out) : sniffed);
+    return true;
+  }
+
+  // Close codes after which a stream is resumed: the vendor's internal
+  // errors (1011, but not NET-0001, its inactivity timeout), going away,
+  // restarts and overload. A normal close, a policy or protocol close and
+  // the application's codes are the stream's end.
+  static bool resumable_close(const ClosePayload& cp) {
+    if (!cp.has_code) return false;
+    if (cp.reason.find("NET-0001") != std::string::npos) return false;
+    return cp.code == relay_detail::kGoingAway || cp.code == relay_detail::kInternal || cp.code == 1012 ||
+           cp.code == 1013 || cp.code == 1014;
+  }
+
+  // The client is still there and nothing is ending the stream. (A client's
+  // CloseStream does not end it: the vendor answers it with its final
+  // results and a normal close, which is never resumed; a drop before that
+  // answer is resumed, and the CloseStream replayed with the audio before it.)
+  bool client_still_there() const {
+    const auto& c = client_;
+    return !c.close_received && !c.close_sent && !c.cut && !c.done && !ending_ && !control_->end_requested &&
+           reap_reason_.empty();
+  }
+
+  void resume_event(std::string_view outcome, const std::string& reason, int code, int attempts,
+                    std::int64_t gap_ns, double replay, double lost, double offset, const std::string& old_id,
+                    const std::string& new_id, std::string detail = {}) {
+    boost::json::object ev;
+    ev["session_id"] = entry_.info().id;
+    ev["tenant"] = entry_.info().tenant;
+    ev["pool"] = entry_.info().pool;
+    ev["path"] = protocol::endpoint_path(entry_.info().endpoint);
+    ev["outcome"] = outcome;
+    ev["reason"] = reason;
+    ev["close_code"] = code ? boost::json::value(code) : boost::json::value(nullptr);
+    ev["attempts"] = attempts;
+    ev["resume"] = resume_->generation + (outcome == "resumed" ? 0 : 1);
+    ev["gap_ms"] = static_cast<double>(gap_ns / 1000) / 1000;
+    ev["replay_seconds"] = std::round(replay * 1000) / 1000;
+    ev["lost_seconds"] = std::round(lost * 1000) / 1000;
+    ev["offset_seconds"] = std::round(offset * 1000) / 1000;
+    ev["old_request_id"] = old_id.empty() ? boost::json::value(nullptr) : boost::json::value(old_id);
+    ev["new_request_id"] = new_id.empty() ? boost::json::value(nullptr) : boost::json::value(new_id);
+    if (!detail.empty()) ev["detail"] = detail;
+    events_.record("resume", std::move(ev));
+    spdlog::info("[S{}] upstream resume {}: {} (attempts {}, gap {:.0f} ms, replay {:.2f} s, lost {:.2f} s{}{})",
+                 entry_.info().id, outcome, reason, attempts, static_cast<double>(gap_ns) / 1e6, replay, lost,
+                 detail.empty() ? "" : "; ", detail);
+  }
+
+  // The upstream leg ended abnormally (`reason`; `code` its close code, 0
+  // for a lost connection): reconnects under the same lease and starts the
+  // replay. False: not resumed (the end is passed on as it would have been).
+  boost::asio::awaitable<bool> resume_upstream(std::string reason, int code) {
+    auto& rs = *resume_;
+    auto& up = upstream_;
+    if (!client_still_there()) co_return false;
+    auto ids = entry_.upstream_request_ids();
+    auto old_id = ids.empty() ? std::string() : ids.back();
+    const auto started = registry::mono_ns();
+    if (rs.generation >= rs.setup.cfg.max_resumes) {
+      resume_event("failed", reason, code, 0, 0, 0, 0, 0, old_id, {},
+                   fmt::format("the stream was resumed {} times (max_resumes)", rs.generation));
+      co_return false;
+    }
+    if (client_.mid_frame) {
+      // Part of an upstream message reached the client: nothing can follow it.
+      resume_event("failed", reason, code, 0, 0, 0, 0, 0, old_id, {}, "the client had part of a message");
+      co_return false;
+    }
+    rs.gap = true;
+    rs.replaying = false;
+    rs.head.clear();
+    cut(up);
+    // No writer of the old connection is left once its gate is ours.
+    if (!up.gate.try_acquire()) co_await up.gate.acquire();
+    boost::asio::steady_timer timer(client_.stream().get_executor());
+    auto backoff = rs.setup.cfg.backoff;
+    upstream::ConnectResult conn;
+    std::string outcome = "exhausted", detail;
+    int attempt = 0;
+    while (attempt < rs.setup.cfg.max_attempts) {
+      if (attempt > 0) {
+        timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(backoff));
+        co_await timer.async_wait(use_tuple);
+        backoff = std::min(backoff * 2, rs.setup.cfg.max_backoff);
+      }
+      if (!client_still_there()) {
+        outcome = "client_gone";
+        break;
+      }
+      ++attempt;
+      conn = co_await rs.setup.reconnect();
+      if (!client_still_there()) {
+        outcome = "client_gone";
+        break;
+      }
+      if (conn.ok() && !std::holds_alternative<std::unique_ptr<UpstreamStream>>(conn.stream)) {
+        detail = "the upstream's scheme changed";
+        break;
+      }
+      if (conn.ok()) {
+        outcome = "resumed";
+        break;
+      }
+      if (conn.refusal) {
+        detail = fmt::format("attempt {}: HTTP {}", attempt, conn.refusal->status);
+        if (!conn.refusal->dg_error.empty()) detail += " " + conn.refusal->dg_error;
+        if (conn.refusal->status >= 400 && conn.refusal->status < 500 && conn.refusal->status != 429) {
+          outcome = "refused";  // the vendor refuses the request itself: trying again cannot help
+          break;
+        }
+      } else {
+        detail = fmt::format("attempt {}: {}", attempt, conn.timed_out ? "timed out" : conn.error.message());
+      }
+    }
+    if (outcome != "resumed") {
+      up.gate.release();
+      rs.gap = false;
+      if (conn.ok()) {
+        std::visit([](auto& st) {
+          boost::system::error_code ignored;
+          if (st) relay_detail::socket_of(*st).close(ignored);
+        }, conn.stream);
+      }
+      resume_event(outcome, reason, code, attempt, registry::mono_ns() - started, 0, 0, 0, old_id, {}, detail);
+      co_return false;
+    }
+    // The new connection replaces the old one.
+    if (rs.current) rs.retired.push_back(std::move(rs.current));
+    rs.current = std::move(std::get<std::unique_ptr<UpstreamStream>>(conn.stream));
+    renew_leg(up, *rs.current, std::move(conn.pending));
+    ++rs.generation;
+    entry_.add_upstream_request_id(conn.request_id);
+    // The replay starts at the finalized point (a frame cut there if need
+    // be), or at the oldest audio kept when the buffer overflowed.
+    auto finalized = rs.log.audio_bytes(rs.timeline.finalized());
+    std::uint64_t next = 0;
+    auto start = rs.log.replay_start(finalized, rs.head, next);
+    rs.cursor = next;
+    double offset = rs.log.seconds(start);
+    double lost = start > finalized ? rs.log.seconds(start - finalized) : 0;
+    double replay = rs.log.seconds(rs.log.audio_end() - start);
+    rs.timeline.resumed(offset);
+    rs.gap = false;
+    rs.replaying = true;
+    up.gate.release();
+    rs.wake.cancel();
+    resume_event("resumed", reason, code, attempt, registry::mono_ns() - started, replay, lost, offset, old_id,
+                 conn.request_id, detail);
+    co_return true;
+  }
+
+  // A leg gets a new connection: its reader, walker and state start afresh.
+  template <class Stream>
+  void renew_leg(Leg<Stream>& leg, Stream& s, std::string pending) {
+    leg.socket = &s;
+    std::destroy_at(&leg.walker);
+    std::construct_at(&leg.walker, leg.client, cfg_.max_message_bytes);
+    leg.pending = std::move(pending);
+    leg.buf = {};
+    leg.carry = 0;
+    leg.reader.reset();
+    leg.close_queued = leg.close_sent = leg.close_received = leg.handshake_done = leg.in_close_frame = false;
+    leg.parsing = true;
+    leg.cut = leg.timed_out = leg.done = leg.mid_frame = false;
+    leg.ping_sent_ns = leg.close_sent_ns = leg.write_since_ns = 0;
+    prepare(leg);
+  }
+
+  // Sends the buffered audio to a new upstream, at most replay_speed times
+  // faster than real time, then lets the live audio through.
+  boost::asio::awaitable<void> replayer() {
+    auto& rs = *resume_;
+    while (pumps_done_ < 2) {
+      if (!rs.replaying) {
+        rs.wake.expires_at(boost::asio::steady_timer::time_point::max());
+        co_await rs.wake.async_wait(use_tuple);
+        continue;
+      }
+      co_await replay();
+    }
+  }
+
+  boost::asio::awaitable<void> replay() {
+    auto& rs = *resume_;
+    auto& up = upstream_;
+    const int generation = rs.generation;
+    const auto started = std::chrono::steady_clock::now();
+    const double speed = rs.setup.cfg.replay_speed;
+    const auto chunk_audio = std::max<std::uint64_t>(1, rs.log.audio_bytes(0.1));  // 100 ms a write
+    double sent = 0;  // seconds of audio
+    for (;;) {
+      if (pumps_done_ == 2 || rs.generation != generation || up.cut || up.close_queued) break;
+      if (!up.gate.try_acquire()) co_await up.gate.acquire();
+      if (pumps_done_ == 2 || rs.generation != generation || up.cut || up.close_queued) {
+        up.gate.release();
+        break;
+      }
+      if (rs.head.empty() && rs.cursor >= rs.log.end()) {
+        // Caught up: the live audio goes straight on. A frame still arriving
+        // is continued by the client's pump, which keeps the gate.
+        rs.replaying = false;
+        if (rs.log.ends_mid_frame()) up.mid_frame = true;
+        else up.gate.release();
+        co_return;
+      }
+      std::string chunk;
+      std::uint64_t audio = 0;
+      if (!rs.head.empty()) {
+        chunk = std::exchange(rs.head, {});
+        audio = chunk_audio;
+      } else {
+        std::uint64_t next = 0;
+        chunk = rs.log.copy(rs.cursor, chunk_audio, next, audio);
+        rs.cursor = next;
+      }
+      auto [ec, n] = co_await boost::asio::async_write(up.stream(), boost::asio::buffer(chunk), use_tuple);
+      (void)n;
+      up.gate.release();
+      if (ec) {
+        cut(up);
+        break;
+      }
+      auto secs = rs.log.seconds(audio);
+      sent += secs;
+      rs.replayed += secs;
+      auto due = started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                               std::chrono::duration<double>(sent / speed));
+      if (due > std::chrono::steady_clock::now()) {
+        rs.pace.expires_at(due);
+        co_await rs.pace.async_wait(use_tuple);
+      }
+    }
+    if (rs.generation == generation) rs.replaying = false;
+  }
+
+  std::unique_ptr<ResumeState> resume_;
+  bool ending_ = false;  // the control task is ending the stream
 
   Leg<ClientStream> client_;
   Leg<UpstreamStream> upstream_;

@@ -106,6 +106,7 @@ struct OpenSession {
   std::unique_ptr<StreamState> state;  // the entry, the lease, the leg, the history row
   std::shared_ptr<const SessionPolicy> policy;  // the version this stream keeps
   config::PoolConfig pool;
+  std::optional<ResumeSetup> resume;  // a resumable stream (docs/resume.md)
 };
 
 // Waits for admission while watching the client: one that hangs up leaves the
@@ -633,6 +634,48 @@ asio::awaitable<std::optional<Refused>> admit_stream(ClientStream& stream, Sessi
   co_return r;
 }
 
+// The vendor-side request: the stream's path, query and credential.
+upstream::ConnectRequest connect_request(const SessionPolicy& policy, const Route& route, const Identity& identity,
+                                         const registry::SessionEntry& entry,
+                                         const http::request<http::empty_body>& req) {
+  upstream::ConnectRequest creq;
+  creq.base = route.endpoint == protocol::Endpoint::agent ? policy.agent_base : policy.base;
+  creq.target = creq.base.path_prefix + route.target;
+  creq.authorization = identity.upstream_auth;
+  creq.user_agent = entry.info().user_agent;
+  creq.session_header = std::string(req["x-deepgram-session-id"]);
+  creq.timeout = policy.config.upstream.connect_timeout;
+  return creq;
+}
+
+// A stream is resumable when its pool says so, it is /v1/listen or
+// /v2/listen, and its audio format is declared raw (the replay buffer and
+// the timeline count seconds of audio from it).
+std::optional<ResumeSetup> resume_setup(SessionServices& services, const SessionPolicy& policy,
+                                        const config::PoolConfig& pool, const Route& route, const Identity& identity,
+                                        const registry::SessionEntry& entry,
+                                        const http::request<http::empty_body>& req, asio::any_io_executor executor) {
+  if (!pool.resume.enabled) return std::nullopt;
+  if (route.endpoint != protocol::Endpoint::listen_v1 && route.endpoint != protocol::Endpoint::listen_v2)
+    return std::nullopt;
+  if (route.audio_bytes_per_second <= 0 || route.audio_block_bytes == 0) {
+    spdlog::debug("[S{}] not resumable: the audio format is not declared raw (encoding and sample_rate)",
+                  entry.info().id);
+    return std::nullopt;
+  }
+  ResumeSetup setup;
+  setup.cfg = pool.resume;
+  setup.flux = route.endpoint == protocol::Endpoint::listen_v2;
+  setup.bytes_per_second = route.audio_bytes_per_second;
+  setup.block = route.audio_block_bytes;
+  auto creq = connect_request(policy, route, identity, entry, req);
+  // The gateway's services outlive every session (see SessionServices).
+  setup.reconnect = [&services, creq = std::move(creq), executor]() -> asio::awaitable<upstream::ConnectResult> {
+    co_return co_await upstream::connect(executor, *services.upstream_tls, creq);
+  };
+  return setup;
+}
+
 // 6. Upstream first: the client is accepted only once the vendor said 101.
 // A 429 although the pool had room is recorded with a snapshot of who held
 // the pool, then retried when the controller says so; in the end the client
@@ -646,13 +689,7 @@ asio::awaitable<Result<upstream::ConnectResult>> connect_upstream(SessionService
   const auto id = state.id();
   const auto& pool = entry.info().pool;
   const auto& tenant = entry.info().tenant;
-  upstream::ConnectRequest creq;
-  creq.base = route.endpoint == protocol::Endpoint::agent ? policy.agent_base : policy.base;
-  creq.target = creq.base.path_prefix + route.target;
-  creq.authorization = std::move(identity.upstream_auth);
-  creq.user_agent = entry.info().user_agent;
-  creq.session_header = std::string(req["x-deepgram-session-id"]);
-  creq.timeout = policy.config.upstream.connect_timeout;
+  auto creq = connect_request(policy, route, identity, entry, req);
   state.connecting();
   upstream::ConnectResult conn;
   admission::Upstream429Decision gave_up;  // the last refusal's decision, when it ended the retries
@@ -822,6 +859,8 @@ asio::awaitable<std::unique_ptr<OpenSession<BareStream<ClientStream>>>> serve(Cl
     co_return nullptr;
   }
   auto pool_cfg = services.admission->pool_config(state->entry().info().pool).value_or(config::PoolConfig{});
+  auto resume = resume_setup(services, *policy, pool_cfg, *route, *identity, state->entry(), *req,
+                             beast::get_lowest_layer(stream).get_executor());
   auto conn = co_await connect_upstream(services, *policy, *state, *route, *identity, *req,
                                         beast::get_lowest_layer(stream).get_executor());
   if (!conn) {
@@ -845,7 +884,7 @@ asio::awaitable<std::unique_ptr<OpenSession<BareStream<ClientStream>>>> serve(Cl
   using Open = OpenSession<BareStream<ClientStream>>;
   co_return std::unique_ptr<Open>(new Open{std::move(*client), std::move(client_pending), std::move(conn->stream),
                                            std::move(conn->pending), std::move(state), std::move(policy),
-                                           std::move(pool_cfg)});
+                                           std::move(pool_cfg), std::move(resume)});
 }
 
 // Relays an opened stream until both legs are closed; the lease goes back as
@@ -861,6 +900,7 @@ asio::awaitable<void> relay_session(std::unique_ptr<OpenSession<Bare>> s, Sessio
                     cfg.relay, s->pool, *services.events, *services.registry, cfg.relay.ping_interval * 2,
                     *services.ticker);
         relay.on_upstream_gone([&] { state.upstream_gone(); });
+        if (s->resume) relay.enable_resume(std::move(*s->resume));
         co_await relay.run();
         auto how = ending(relay.reap_reason().empty() ? history::Outcome::completed : history::Outcome::reaped,
                           relay.reap_reason(), relay.closed_by);

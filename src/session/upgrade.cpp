@@ -133,6 +133,8 @@ RouteResult read_route(const UpgradeRequest& req) {
     route.params.emplace_back(p.key, p.value);
   }
   route.audio_bytes_per_second = protocol::bytes_per_second(encoding, sample_rate, channels);
+  if (route.audio_bytes_per_second > 0)
+    route.audio_block_bytes = static_cast<unsigned>(route.audio_bytes_per_second / sample_rate);
   out.route = std::move(route);
   return out;
 }

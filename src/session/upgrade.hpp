@@ -50,6 +50,7 @@ struct Route {
   std::vector<std::pair<std::string, std::string>> params;      // the classifying ones, recorded
   std::vector<std::pair<std::string, std::string>> all_params;  // for the pools' match rules
   double audio_bytes_per_second = 0;
+  unsigned audio_block_bytes = 0;  // one sample of every channel; 0: raw format unknown
 };
 
 // A route, or the refusal of a request that names no endpoint or is not a
