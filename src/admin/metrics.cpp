@@ -41,14 +41,20 @@ std::string escape_label_value(std::string_view v) {
 }
 
 void EventCounters::observe(const events::Event& e) {
-  if (e.type != "reap") return;
+  if (e.type != "reap" && e.type != "resume") return;
   auto text = [&](const char* key) -> std::string {
     auto it = e.fields.find(key);
     if (it == e.fields.end() || !it->value().is_string()) return {};
     return std::string(it->value().as_string());
   };
   std::lock_guard lock(mutex_);
-  ++reaps_[{text("pool"), text("reason")}];
+  if (e.type == "reap") ++reaps_[{text("pool"), text("reason")}];
+  else ++resumes_[{text("pool"), text("outcome")}];
+}
+
+std::map<std::pair<std::string, std::string>, std::uint64_t> EventCounters::resumes() const {
+  std::lock_guard lock(mutex_);
+  return resumes_;
 }
 
 std::map<std::pair<std::string, std::string>, std::uint64_t> EventCounters::reaps() const {
@@ -180,6 +186,7 @@ constexpr std::string_view kUnpooledRefusalReasons[] = {"no_pool",          "han
                                                         "method_not_allowed", "not_found",       "upgrade_required",
                                                         "unauthorized"};
 constexpr std::string_view kReapReasons[] = {"idle", "max_duration", "half_open"};
+constexpr std::string_view kResumeOutcomes[] = {"resumed", "refused", "exhausted", "client_gone", "failed"};
 
 }  // namespace
 
@@ -238,6 +245,21 @@ std::string render_metrics(const registry::Registry& registry, const admission::
     if (options.events)
       for (const auto& [key, n] : options.events->reaps()) reaps[key] = n;
     for (const auto& [key, n] : reaps) out.sample("sluice_reaps_total", {{"pool", key.first}, {"reason", key.second}}, n);
+  }
+
+  out.family("sluice_resumes_total", "counter",
+             "Upstream legs of resumable streams that ended abnormally, by pool and outcome: resumed (reconnected "
+             "and replayed), refused (a 4xx on reconnect), exhausted (max_attempts failed), client_gone, failed "
+             "(max_resumes, or part of a message had reached the client).");
+  {
+    std::map<std::pair<std::string, std::string>, std::uint64_t> resumes;
+    for (const auto& p : pools)
+      if (p.resume_enabled)
+        for (auto o : kResumeOutcomes) resumes[{p.name, std::string(o)}] = 0;
+    if (options.events)
+      for (const auto& [key, n] : options.events->resumes()) resumes[key] = n;
+    for (const auto& [key, n] : resumes)
+      out.sample("sluice_resumes_total", {{"pool", key.first}, {"outcome", key.second}}, n);
   }
 
   out.family("sluice_queue_wait_seconds", "histogram",

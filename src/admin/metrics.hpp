@@ -41,16 +41,18 @@ struct HistoryQueryStats {
   std::uint64_t timed_out_total = 0;
 };
 
-// Counts kept from the event log (subscribed to it): reaps by pool and reason.
-// Reaps are rare; one mutex is enough.
+// Counts kept from the event log (subscribed to it): reaps by pool and
+// reason, resumes by pool and outcome. Both are rare; one mutex is enough.
 class EventCounters {
  public:
   void observe(const events::Event& e);
   std::map<std::pair<std::string, std::string>, std::uint64_t> reaps() const;  // (pool, reason) -> count
+  std::map<std::pair<std::string, std::string>, std::uint64_t> resumes() const;  // (pool, outcome) -> count
 
  private:
   mutable std::mutex mutex_;
-  std::map<std::pair<std::string, std::string>, std::uint64_t> reaps_;  // guarded by mutex_
+  std::map<std::pair<std::string, std::string>, std::uint64_t> reaps_;    // guarded by mutex_
+  std::map<std::pair<std::string, std::string>, std::uint64_t> resumes_;  // guarded by mutex_
 };
 
 struct MetricsOptions {

@@ -1,5 +1,6 @@
-#include <boost/json/array.hpp>
 #include "admin/sessions_json.hpp"
+
+#include <boost/json/array.hpp>
 
 #include "util/time_json.hpp"
 

@@ -708,6 +708,7 @@ PoolStatus to_status(const Pool& p) {
   s.cooling = p.cooling(now);
   s.release_delay_seconds = seconds(p.delay(now));
   s.release_delay_configured = p.config.release_delay.has_value();
+  s.resume_enabled = p.config.resume.enabled;
   if (auto lo = p.lower_bound(now)) s.release_delay_lower_seconds = seconds(*lo);
   if (auto hi = p.upper_bound(now)) s.release_delay_upper_seconds = seconds(*hi);
   s.name = p.config.name;

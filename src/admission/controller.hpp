@@ -194,6 +194,7 @@ struct PoolStatus {
   int cooling = 0;        // released slots cooling now
   double release_delay_seconds = 0;  // in force: configured, or learned (0 until something is learned)
   bool release_delay_configured = false;
+  bool resume_enabled = false;     // resume.enabled (docs/resume.md)
   std::optional<double> release_delay_lower_seconds;  // learned bounds, when known
   std::optional<double> release_delay_upper_seconds;
   // For /metrics: refusals by reason (refusal_name), and the seconds from

@@ -279,7 +279,7 @@ constexpr const char* kSessionCsvColumns[] = {
     "accepted_at", "admitted_at", "opened_at", "first_audio_at", "last_audio_at", "closed_at", "last_seen_at",
     "still_open", "close_code", "close_reason", "closed_by", "outcome", "outcome_reason", "client_messages",
     "client_bytes", "upstream_messages", "upstream_bytes", "audio_messages", "audio_bytes", "keep_alive",
-    "audio_seconds", "idle_seconds", "duration_seconds", "params"};
+    "audio_seconds", "idle_seconds", "duration_seconds", "upstream_request_ids", "resumes", "params"};
 
 std::string report_csv(ReportKind kind, const json::object& r) {
   std::string out;

@@ -1,5 +1,7 @@
 #include "history/recorder.hpp"
 
+#include <boost/json/array.hpp>
+
 #include <boost/json/value.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -10,6 +12,7 @@
 #include <unistd.h>
 
 #include "events/event_log.hpp"
+#include "util/json_text.hpp"
 #include "protocol/endpoint.hpp"
 #include "registry/registry.hpp"
 #include "util/json_text.hpp"
@@ -55,6 +58,15 @@ SessionRecord Recorder::snapshot(const registry::SessionEntry& e) const {
   r.run_id = run_id_;
   r.session_id = static_cast<std::int64_t>(info.id);
   r.request_id = e.request_id();
+  {
+    auto ids = e.upstream_request_ids();
+    if (!ids.empty()) {
+      boost::json::array a;
+      for (auto& id : ids) a.emplace_back(id);
+      r.upstream_request_ids = util::json_text(a);
+    }
+    r.resumes = e.resumes();
+  }
   r.tenant = info.tenant;
   r.pool = info.pool;
   r.path = std::string(protocol::endpoint_path(info.endpoint));

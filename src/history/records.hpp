@@ -40,6 +40,8 @@ struct SessionRecord {
   std::int64_t audio_messages = 0, audio_bytes = 0, keep_alive = 0;
   double audio_seconds = 0;
   double idle_seconds = 0;      // open, without client audio for more than 1 s at a stretch
+  std::string upstream_request_ids;  // every upstream request id, as a JSON array (empty: none recorded)
+  int resumes = 0;              // upstream reconnects after the first connection (docs/resume.md)
 
   // It held upstream capacity during [opened_at, closed_at); a row still open
   // holds it until now. Recovery sets closed_at of an interrupted row to its

@@ -232,6 +232,18 @@ json::object session_json(const SessionRecord& s, const Zone& zone, Micros now, 
   o["counters"] = std::move(counters);
   o["audio_seconds"] = round_to(s.audio_seconds, 3);
   o["idle_seconds"] = round_to(s.idle_seconds, 3);
+  {
+    json::value ids = json::array();
+    if (!s.upstream_request_ids.empty()) {
+      boost::system::error_code ec;
+      auto v = json::parse(s.upstream_request_ids, ec);
+      if (!ec && v.is_array()) ids = std::move(v);
+    } else if (!s.request_id.empty()) {
+      ids = json::array{json::value(s.request_id)};  // a row recorded before the column existed
+    }
+    o["upstream_request_ids"] = std::move(ids);
+  }
+  o["resumes"] = s.resumes;
   if (s.opened_at) o["duration_seconds"] = seconds(s.closed_at.value_or(std::max(now, *s.opened_at)) - *s.opened_at);
   else o["duration_seconds"] = nullptr;
   return o;

@@ -193,6 +193,10 @@ END $$;
 CREATE TRIGGER sessions_rollup AFTER INSERT OR UPDATE OR DELETE ON sessions
   FOR EACH ROW EXECUTE FUNCTION sluice_rollup_invalidate();
 )"),
+      // Resumed streams (docs/resume.md): every upstream request id a
+      // session had (a JSON array), and how many times it was resumed.
+      "ALTER TABLE sessions ADD COLUMN upstream_request_ids TEXT;\n"
+      "ALTER TABLE sessions ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0;",
   };
 }
 
@@ -200,8 +204,9 @@ constexpr const char* kSessionColumns =
     "run_id, session_id, request_id, tenant, pool, path, model, params, client_address, user_agent, "
     "accepted_at, admitted_at, opened_at, first_audio_at, last_audio_at, last_seen_at, closed_at, "
     "close_code, close_reason, closed_by, outcome, outcome_reason, client_messages, client_bytes, "
-    "upstream_messages, upstream_bytes, audio_messages, audio_bytes, keep_alive, audio_seconds, idle_seconds";
-constexpr int kSessionColumnCount = 31;
+    "upstream_messages, upstream_bytes, audio_messages, audio_bytes, keep_alive, audio_seconds, idle_seconds, "
+    "upstream_request_ids, resumes";
+constexpr int kSessionColumnCount = 33;
 
 Value opt(const std::optional<Micros>& v) { return v ? Value(*v) : Value(nullptr); }
 Value text_or_null(const std::string& s) { return s.empty() ? Value(nullptr) : Value(s); }
@@ -213,7 +218,8 @@ std::vector<Value> session_values(const SessionRecord& r) {
           opt(r.closed_at), r.close_code ? Value(std::int64_t{*r.close_code}) : Value(nullptr),
           text_or_null(r.close_reason), text_or_null(r.closed_by), std::string(outcome_name(r.outcome)),
           text_or_null(r.outcome_reason), r.client_messages, r.client_bytes, r.upstream_messages, r.upstream_bytes,
-          r.audio_messages, r.audio_bytes, r.keep_alive, r.audio_seconds, r.idle_seconds};
+          r.audio_messages, r.audio_bytes, r.keep_alive, r.audio_seconds, r.idle_seconds,
+          text_or_null(r.upstream_request_ids), std::int64_t{r.resumes}};
 }
 
 SessionRecord session_from_row(const Row& row) {
@@ -251,6 +257,8 @@ SessionRecord session_from_row(const Row& row) {
   r.keep_alive = row.integer(c++);
   r.audio_seconds = row.real(c++);
   r.idle_seconds = row.real(c++);
+  r.upstream_request_ids = row.text(c++);
+  r.resumes = static_cast<int>(row.integer(c++));
   return r;
 }
 
@@ -285,6 +293,7 @@ Store::Store(const std::string& url, const OpenOptions& options) : db_(open_data
       throw DbError(fmt::format("the history database {} has schema version {}, newer than this sluice reads ({})",
                                 db_->describe(), v, kSchemaVersion));
     if (v == 0) throw DbError(fmt::format("{} holds no sluice history (no schema)", db_->describe()));
+    version_ = v;
   }
 }
 
@@ -489,7 +498,12 @@ std::pair<std::string, std::vector<Value>> overlap_query(Connection& db, const c
 }  // namespace
 
 void Store::sessions(const SessionQuery& q, const std::function<void(SessionRecord&&)>& fn) {
-  auto [sql, p] = overlap_query(*db_, kSessionColumns, q);
+  // A schema before version 4 has no resume columns: a reader reads them as none.
+  std::string columns = kSessionColumns;
+  if (version_ < 4)
+    columns.replace(columns.find("upstream_request_ids, resumes"), std::string::npos,
+                    "NULL AS upstream_request_ids, 0 AS resumes");
+  auto [sql, p] = overlap_query(*db_, columns.c_str(), q);
   sql += "ORDER BY 13 NULLS LAST, 11, 1, 2";  // opened_at, accepted_at, run, session
   db_->query(sql, p, [&](const Row& r) { fn(session_from_row(r)); });
 }

@@ -14,7 +14,7 @@
 
 namespace sluice::history {
 
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 
 struct WriteBatch {
   std::vector<SessionRecord> sessions;    // upserts: the whole row each time
@@ -92,6 +92,7 @@ class Store {
  private:
   void migrate();
   std::unique_ptr<Connection> db_;
+  int version_ = kSchemaVersion;  // as opened (a read-only store may read an older schema)
 };
 
 }  // namespace sluice::history

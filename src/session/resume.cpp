@@ -102,7 +102,7 @@ std::uint64_t AudioLog::replay_start(std::uint64_t at, std::string& head, std::u
     if (f.payload == 0 ? f.audio < at : f.audio + f.payload <= at) continue;
     if (f.payload == 0 || f.audio >= at || f.end > end()) {
       next = f.offset;
-      return std::min(f.audio, at);
+      return f.audio;
     }
     // `at` falls inside this frame: a new frame holds its audio from `at` on.
     auto skip = at - f.audio;

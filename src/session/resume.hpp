@@ -56,7 +56,8 @@ class AudioLog {
   // new frame (masked afresh) holding the frame's audio from `at` on, and
   // `next` is the offset after the original frame; otherwise `head` is empty
   // and `next` the frame's offset. Returns the audio position the replay
-  // starts at (at most `at` unless frames before `at` were dropped).
+  // starts at: `at`, or the start of the frame holding it when that frame
+  // cannot be cut, or later when the audio from `at` on was not all kept.
   std::uint64_t replay_start(std::uint64_t at, std::string& head, std::uint64_t& next) const;
 
   bool ends_mid_frame() const { return next_header_ > end(); }

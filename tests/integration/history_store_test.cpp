@@ -115,8 +115,11 @@ class HistoryStoreTest : public ::testing::TestWithParam<std::string> {
     store.write(b);
   }
 
-  // Takes a database of this version back to version 2 (before the rollup).
+  // Takes a database of this version back to version 2 (before the rollup
+  // and the resume columns).
   void drop_version_3(Store& store) {
+    store.connection().exec("ALTER TABLE sessions DROP COLUMN upstream_request_ids");
+    store.connection().exec("ALTER TABLE sessions DROP COLUMN resumes");
     if (postgres()) {
       store.connection().exec("DROP TRIGGER sessions_rollup ON sessions; DROP FUNCTION sluice_rollup_invalidate()");
     } else {
@@ -193,11 +196,11 @@ TEST_P(HistoryStoreTest, MigratesAVersion1Database) {
   {
     // Version 1: the database as the first release of the schema left it.
     auto store = open();
+    write_sessions(*store, {session(1, 1, T, std::nullopt), session(1, 2, T, T + kS)});
     drop_version_3(*store);
     store->connection().exec("DROP INDEX sessions_open_since");
     store->connection().exec("DELETE FROM schema_version WHERE version > 1");
     ASSERT_EQ(store->schema_version(), 1);
-    write_sessions(*store, {session(1, 1, T, std::nullopt), session(1, 2, T, T + kS)});
   }
   {
     // A reader of this version reads it as it is.
@@ -1148,14 +1151,14 @@ TEST_P(HistoryStoreTest, TheRollupAnswersExactlyAsTheSweepOnRandomRows) {
 TEST_P(HistoryStoreTest, MigratesAVersion2DatabaseAndRollsItsHistoryUp) {
   {
     auto store = open();
+    write_sessions(*store, {session(1, 1, T - 10 * kMin, T + 3 * kS), session(1, 2, T - 5 * kMin + 7, std::nullopt),
+                            session(1, 3, T, T)});
     // Version 2, as it was before the rollup.
     drop_version_3(*store);
     ASSERT_EQ(store->schema_version(), 2);
-    write_sessions(*store, {session(1, 1, T - 10 * kMin, T + 3 * kS), session(1, 2, T - 5 * kMin + 7, std::nullopt),
-                            session(1, 3, T, T)});
   }
   auto store = open();
-  EXPECT_EQ(store->schema_version(), 3);
+  EXPECT_EQ(store->schema_version(), kSchemaVersion);
   const Micros now = T + 20 * kMin;
   auto before = concurrency_by_sweep(*store, T - kHour, now, 0, 10 * kMin, {}, {}, now);
   expect_same(history::concurrency(*store, T - kHour, now, 0, 10 * kMin, {}, {}, now), before);
