@@ -38,6 +38,7 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <cctype>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -887,7 +888,10 @@ class Relay {
   // the application's codes are the stream's end.
   static bool resumable_close(const ClosePayload& cp) {
     if (!cp.has_code) return false;
-    if (cp.reason.find("NET-0001") != std::string::npos) return false;
+    // NET-0001 (Deepgram's reason ends "See https://dpgr.am/net0001").
+    std::string reason = cp.reason;
+    for (auto& ch : reason) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (reason.find("net0001") != std::string::npos || reason.find("net-0001") != std::string::npos) return false;
     return cp.code == relay_detail::kGoingAway || cp.code == relay_detail::kInternal || cp.code == 1012 ||
            cp.code == 1013 || cp.code == 1014;
   }

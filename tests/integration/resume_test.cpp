@@ -6,7 +6,10 @@
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <random>
 #include <cmath>
 #include <string>
 #include <thread>
@@ -15,6 +18,7 @@
 #include "sim/simulator.hpp"
 #include "sim_counts.hpp"
 #include "stack.hpp"
+#include "test_cert.hpp"
 
 using namespace sluice;
 using namespace sluice::testing;
@@ -197,4 +201,230 @@ TEST(Resume, FluxMidTurnKeepsItsCountersAndTurns) {
   EXPECT_EQ(evs[0].fields.at("outcome"), "resumed");
   EXPECT_NEAR(num(evs[0].fields.at("offset_seconds")), 2.0, 1e-9);
   ASSERT_TRUE(eventually([&] { return s.registry().size() == 0 && sim_open(s) == 0; }));
+}
+
+// The vendor keeps counting the dropped stream for 1.5 s (its release delay)
+// and the project's limit is 1, so every reconnect within that time meets a
+// 429 and is tried again; the client streams in real time all along. The
+// buffer holds 1 s: the audio from the last final to the oldest audio kept is
+// lost, the offset still puts every later time at its place in the client's
+// audio, and the event says how much was lost.
+TEST(Resume, AGapLongerThanTheBufferCountsTheLostAudio) {
+  auto sc = sim_with({"1@audio:3.5"});
+  sc.default_limits[protocol::Family::streaming] = 1;
+  sc.faults.stale_accounting = 1500ms;
+  Stack s(sc, resume_on([](config::ResumeConfig& r) {
+    r.buffer = config::Seconds(1);
+    r.max_attempts = 40;
+    r.backoff = config::Seconds(0.1);
+    r.max_backoff = config::Seconds(0.1);
+  }));
+  Client c;
+  ASSERT_TRUE(c.open(s.port(), kListen, "Token k")) << c.error.message();
+  constexpr double kSent = 7;
+  stream_audio(c, kSent, 1.0);
+  c.send_text(R"({"type":"CloseStream"})");
+  auto all = read_all(c);
+  ASSERT_EQ(c.error, websocket::error::closed) << c.error.message();
+  EXPECT_EQ(c.ws.reason().code, websocket::close_code::normal);
+  auto evs = resume_events(s);
+  ASSERT_EQ(evs.size(), 1u);
+  const auto& f = evs[0].fields;
+  EXPECT_EQ(f.at("outcome"), "resumed");
+  EXPECT_GT(f.at("attempts").to_number<int>(), 1);  // 429s while the vendor still counted the old stream
+  EXPECT_GE(num(f.at("gap_ms")), 1000);
+  double offset = num(f.at("offset_seconds")), lost = num(f.at("lost_seconds"));
+  EXPECT_GT(lost, 0.4);
+  EXPECT_NEAR(offset, 3.0 + lost, 1e-3);
+  // The buffer held the last second before the reconnect: the offset is at most a frame past that.
+  EXPECT_NEAR(num(f.at("replay_seconds")), 1.0, 0.1 + 1e-6);
+  // Finals: the first ends at 3 s; the next starts at the offset (the lost
+  // audio is a hole, not a shift), and the last ends at the audio sent.
+  std::vector<std::pair<double, double>> finals;
+  for (const auto& r : of_type(all, "Results"))
+    if (r.at("is_final").as_bool()) finals.emplace_back(num(r.at("start")), num(r.at("start")) + num(r.at("duration")));
+  ASSERT_GE(finals.size(), 2u);
+  EXPECT_NEAR(finals[0].second, 3.0, 1e-6);
+  EXPECT_NEAR(finals[1].first, offset, 1e-3);
+  EXPECT_NEAR(finals.back().second, kSent, 1e-6);
+  auto meta = of_type(all, "Metadata");
+  ASSERT_EQ(meta.size(), 1u);
+  EXPECT_NEAR(num(meta[0].at("duration")), kSent, 1e-6);
+  ASSERT_TRUE(eventually([&] { return s.registry().size() == 0 && sim_open(s) == 0; }));
+}
+
+// The vendor's inactivity close (1011 NET-0001) is the stream's end: not
+// resumed; the client gets it as it was.
+TEST(Resume, TheVendorsInactivityCloseIsNotResumed) {
+  auto sc = sim_with({});
+  sc.inactivity_timeout = 300ms;
+  Stack s(sc, resume_on());
+  Client c;
+  ASSERT_TRUE(c.open(s.port(), kListen, "Token k")) << c.error.message();
+  stream_audio(c, 0.5);
+  EXPECT_EQ(c.read_until_close(), 1011);
+  EXPECT_NE(std::string(c.ws.reason().reason.c_str()).find("net0001"), std::string::npos) << c.ws.reason().reason;
+  EXPECT_TRUE(resume_events(s).empty());
+  EXPECT_EQ(s.sim().stats().streams, 1u);
+  ASSERT_TRUE(eventually([&] { return s.registry().size() == 0; }));
+}
+
+namespace {
+
+// The echo upstream closes on command; every upgrade after the first is
+// refused with `status`.
+void drop_and_refuse(int status, int expect_attempts, std::string_view expect_outcome) {
+  Stack s({}, via_test_upstream(resume_on([](config::ResumeConfig& r) { r.max_attempts = 3; })));
+  s.test_upstream().refuse_after(1, status);
+  Client c;
+  ASSERT_TRUE(c.open(s.port(), kListen, "Token k")) << c.error.message();
+  c.send_binary(silence(0.1));
+  ASSERT_TRUE(c.read());  // the echo
+  c.send_text("close:1011:NET-0000 test upstream failure");
+  EXPECT_EQ(c.read_until_close(), 1011);  // the original close, passed on
+  EXPECT_EQ(std::string(c.ws.reason().reason.c_str()), "NET-0000 test upstream failure");
+  auto evs = resume_events(s);
+  ASSERT_EQ(evs.size(), 1u);
+  EXPECT_EQ(evs[0].fields.at("outcome"), json::value(expect_outcome));
+  EXPECT_EQ(evs[0].fields.at("attempts"), expect_attempts);
+  EXPECT_NE(evs[0].fields.at("detail").as_string().find(std::to_string(status)), std::string::npos);
+  EXPECT_EQ(s.test_upstream().upgrades.load(), 1 + expect_attempts);
+  ASSERT_TRUE(eventually([&] { return s.registry().size() == 0 && s.gateway().admission().leases_in_use() == 0; }));
+  auto metrics = admin_call(s.admin_port(), http::verb::get, "/metrics").body();
+  EXPECT_NE(metrics.find("sluice_resumes_total{pool=\"streaming\",outcome=\"" + std::string(expect_outcome) + "\"} 1"),
+            std::string::npos)
+      << metrics.substr(metrics.find("sluice_resumes_total"), 600);
+}
+
+}  // namespace
+
+TEST(Resume, A4xxOnReconnectIsNotRetried) { drop_and_refuse(401, 1, "refused"); }
+
+TEST(Resume, ExhaustedAttemptsPassTheOriginalCloseToTheClient) { drop_and_refuse(503, 3, "exhausted"); }
+
+// Over wss: the vendor here is a second gateway with TLS on its client side,
+// in front of the simulator, so the leg that drops and reconnects is TLS.
+TEST(Resume, ATlsUpstreamIsResumedToo) {
+  TestCert cert;
+  Stack vendor(sim_with({"1@audio:2/reset"}), [&](config::Config& c, Stack&) {
+    c.tls.cert_file = cert.cert;
+    c.tls.key_file = cert.key;
+    c.relay.ping_interval = 60s;
+  });
+  Stack s({}, [&](config::Config& c, Stack& st) {
+    resume_on()(c, st);
+    c.upstream.url = "wss://127.0.0.1:" + std::to_string(vendor.port());
+    c.upstream.ca_file = cert.cert;
+  });
+  Client c;
+  ASSERT_TRUE(c.open(s.port(), kListen, "Token k")) << c.error.message();
+  constexpr double kSent = 5;
+  stream_audio(c, kSent);
+  c.send_text(R"({"type":"CloseStream"})");
+  auto all = read_all(c);
+  ASSERT_EQ(c.error, websocket::error::closed) << c.error.message();
+  EXPECT_EQ(c.ws.reason().code, websocket::close_code::normal);
+  auto evs = resume_events(s);
+  ASSERT_EQ(evs.size(), 1u);
+  EXPECT_EQ(evs[0].fields.at("outcome"), "resumed");
+  auto meta = of_type(all, "Metadata");
+  ASSERT_EQ(meta.size(), 1u);
+  EXPECT_NEAR(num(meta[0].at("duration")), kSent, 1e-6);
+  ASSERT_TRUE(eventually([&] { return s.registry().size() == 0 && vendor.registry().size() == 0; }));
+}
+
+// Chaos with resume on: the vendor drops streams at random (half of them each
+// second) while clients come and go every way they can. No client sees a
+// 1011, the legs never outnumber the leases nor the leases the limit, and
+// nothing is held at the end.
+TEST(Resume, ChaosWithDropsNoClientSeesA1011) {
+  constexpr int L = 4;
+  constexpr int kStreams = 60;
+  constexpr int kWorkers = 6;
+  sim::SimConfig sc;
+  sc.inactivity_timeout = 60000ms;
+  sc.default_limits[protocol::Family::streaming] = L;
+  sc.faults.drop_probability = 0.5;
+  Stack s(sc, [&](config::Config& c, Stack& st) {
+    resume_on()(c, st);
+    for (auto& p : c.pools)
+      if (p.name == "streaming") {
+        p.limit = L;
+        p.queue_timeout = config::Seconds(10);
+      }
+  });
+  std::atomic<bool> sampling{true};
+  std::atomic<int> samples{0}, violations{0};
+  std::thread sampler([&] {
+    while (sampling) {
+      auto [leases, legs] = s.gateway().admission().leases_and_legs();
+      if (legs > leases || leases > L) ++violations;
+      ++samples;
+      std::this_thread::sleep_for(2ms);
+    }
+  });
+  std::atomic<int> closes_1011{0}, normal{0}, kills{0}, clean{0}, lost_writes{0};
+  std::vector<std::thread> workers;
+  std::mt19937 rng(11);
+  for (int w = 0; w < kWorkers; ++w) {
+    workers.emplace_back([&, seed = rng()] {
+      std::mt19937 r(seed);
+      for (int i = 0; i < kStreams / kWorkers; ++i) {
+        Client c;
+        if (!c.open(s.port(), kListen, "Token k")) continue;
+        int frames = 10 + static_cast<int>(r() % 30);  // 0.5 to 2 s of audio in 50 ms frames
+        bool alive = true;
+        for (int f = 0; f < frames && alive; ++f) {
+          beast::error_code ec;
+          c.ws.binary(true);
+          c.ws.write(asio::buffer(silence(0.05)), ec);
+          alive = !ec;
+          std::this_thread::sleep_for(50ms);
+        }
+        if (!alive) {
+          ++lost_writes;
+          continue;
+        }
+        switch (r() % 4) {
+          case 0:  // the client process dies: RST
+            beast::get_lowest_layer(c.ws).socket().set_option(asio::socket_base::linger(true, 0));
+            beast::get_lowest_layer(c.ws).socket().close();
+            ++kills;
+            break;
+          case 1: {
+            beast::error_code ec;
+            c.ws.close(websocket::close_code::normal, ec);
+            ++clean;
+            break;
+          }
+          default: {
+            c.send_text(R"({"type":"CloseStream"})");
+            int code = c.read_until_close();
+            if (code == 1011) ++closes_1011;
+            else if (code == 1000) ++normal;
+            break;
+          }
+        }
+      }
+    });
+  }
+  for (auto& t : workers) t.join();
+  bool drained = eventually([&] {
+    auto [leases, legs] = s.gateway().admission().leases_and_legs();
+    return leases == 0 && legs == 0 && sim_open(s) == 0 && s.registry().size() == 0;
+  });
+  sampling = false;
+  sampler.join();
+  std::size_t resumed = 0;
+  for (const auto& e : resume_events(s)) resumed += e.fields.at("outcome") == "resumed";
+  std::printf("resume chaos: %d streams, %zu vendor drops, %zu resumed, %zu resume events; %d CloseStream ends "
+              "with 1000, %d with 1011; %d RST kills, %d clean closes; %d samples, %d violations\n",
+              kStreams, s.sim().stats().drops.size(), resumed, resume_events(s).size(), normal.load(),
+              closes_1011.load(), kills.load(), clean.load(), samples.load(), violations.load());
+  EXPECT_TRUE(drained);
+  EXPECT_EQ(closes_1011.load(), 0);
+  EXPECT_EQ(lost_writes.load(), 0);
+  EXPECT_GT(resumed, 5u);
+  EXPECT_EQ(violations.load(), 0);
+  EXPECT_GT(samples.load(), 10);
 }

@@ -52,6 +52,12 @@ class TestUpstream {
   std::atomic<long long> handshakes{0};
   std::atomic<long long> open{0};
   std::atomic<long long> flood_sent{0};
+  std::atomic<int> upgrades{0};  // upgrade requests received
+  // Refuses every upgrade after the first `n` with `status` (0: none).
+  void refuse_after(int n, int status) {
+    refuse_after_ = n;
+    refuse_status_ = status;
+  }
 
  private:
   boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket) {
@@ -71,17 +77,20 @@ class TestUpstream {
       target_ = std::string(req.target());
     }
     auto url = boost::urls::parse_origin_form(req.target());
-    for (auto p : url->params()) {
-      if (p.key == "refuse") {
-        http::response<http::string_body> res{static_cast<http::status>(std::stoi(p.value)), 11};
-        res.set("dg-request-id", "refused-" + p.value);
-        res.set("dg-error", "refused with " + p.value);
-        res.set(http::field::content_type, "application/json");
-        res.body() = protocol::error_body("TEST_REFUSAL", "refused with " + p.value, "refused-" + p.value);
-        res.prepare_payload();
-        co_await http::async_write(stream, res, tuple);
-        co_return;
-      }
+    std::string refuse;
+    for (auto p : url->params())
+      if (p.key == "refuse") refuse = p.value;
+    int nth = ++upgrades;
+    if (refuse.empty() && refuse_status_ && nth > refuse_after_) refuse = std::to_string(refuse_status_.load());
+    if (!refuse.empty()) {
+      http::response<http::string_body> res{static_cast<http::status>(std::stoi(refuse)), 11};
+      res.set("dg-request-id", "refused-" + refuse);
+      res.set("dg-error", "refused with " + refuse);
+      res.set(http::field::content_type, "application/json");
+      res.body() = protocol::error_body("TEST_REFUSAL", "refused with " + refuse, "refused-" + refuse);
+      res.prepare_payload();
+      co_await http::async_write(stream, res, tuple);
+      co_return;
     }
     bool late_close = false;
     for (auto p : url->params()) late_close = late_close || p.key == "late_close";
@@ -172,6 +181,7 @@ class TestUpstream {
     }
   }
 
+  std::atomic<int> refuse_after_{0}, refuse_status_{0};
   net::Listener listener_;
   std::mutex m_;
   std::vector<Received> received_;

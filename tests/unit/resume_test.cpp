@@ -2,6 +2,8 @@
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstdio>
 #include <string>
 
 #include "session/frame.hpp"
@@ -182,4 +184,39 @@ TEST(Timeline, FluxContinuesItsSequenceAndTurns) {
             Timeline::Action::replace);
   EXPECT_EQ(obj(out).at("turn_index").as_int64(), 2);
   EXPECT_EQ(obj(out).at("sequence_id").as_int64(), 6);
+}
+
+// What reading and rewriting cost per message, printed (not asserted: the
+// figures are for docs/resume.md): a final Results of ten words as the
+// simulator sends it, read before a resume (parsed, finalized point
+// followed) and after one (parsed, rewritten, serialized).
+TEST(Timeline, CostPerMessage) {
+  json::array words;
+  for (int i = 0; i < 10; ++i)
+    words.push_back(json::object{{"word", "word"}, {"start", 0.31 * i}, {"end", 0.31 * i + 0.25},
+                                 {"confidence", 0.98}, {"punctuated_word", "Word"}});
+  json::object alt{{"transcript", "word word word word word word word word word word"}, {"confidence", 0.98},
+                   {"words", std::move(words)}};
+  json::object r{{"type", "Results"}, {"channel_index", json::array{0, 1}}, {"duration", 3.0}, {"start", 0.0},
+                 {"is_final", true}, {"speech_final", true},
+                 {"channel", json::object{{"alternatives", json::array{std::move(alt)}}}},
+                 {"metadata", json::object{{"request_id", "2c7b7c9e-1b1f-4a4e-9f44-5b1e3c3b6f1a"},
+                                           {"model_uuid", "1dbdfb4d-85b2-4659-9b4a-58d6c0b0e7d0"}}},
+                 {"from_finalize", false}};
+  auto text = json::serialize(r);
+  constexpr int kN = 20000;
+  auto time = [&](Timeline& t) {
+    std::string out;
+    auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < kN; ++i) t.read(text, out);
+    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count() / kN;
+  };
+  Timeline before(false), after(false);
+  after.resumed(12.5);
+  std::string out;
+  ASSERT_EQ(after.read(text, out), Timeline::Action::replace);
+  double read_us = time(before), rewrite_us = time(after);
+  std::printf("timeline: a %zu-byte final Results: %.2f us to read before a resume, %.2f us to rewrite after one\n",
+              text.size(), read_us, rewrite_us);
+  EXPECT_GT(rewrite_us, 0);
 }
