@@ -392,6 +392,12 @@ class Relay {
                                        Sent s) {
     if (!have_gate) {
       co_await to.gate.acquire();
+      if (resume_ && !to.client && resume_->holding()) {
+        // The upstream was replaced while this write waited: its bytes are
+        // in the replay buffer, and the replay sends them in their place.
+        to.gate.release();
+        co_return;
+      }
       to.mid_frame = false;
       if constexpr (is_plain<To>) {
         if (!to.cut) {
@@ -447,12 +453,13 @@ class Relay {
     registry::bump(counters_.upstream_bytes, size);
     counters_.last_upstream_ns.store(now, std::memory_order_relaxed);
     std::optional<double> resumed_duration;
+    std::string type_name = text ? protocol::sniff_type(sniffed) : std::string();
     if (resume_) {
-      if (!read_for_resume(text, size, sniffed)) return;  // withheld
+      if (!read_for_resume(text, size, sniffed, type_name)) return;  // withheld
       resumed_duration = resume_->timeline.metadata_duration();
     }
     if (!text) return;
-    auto type = protocol::classify(protocol::sniff_type(sniffed));
+    auto type = protocol::classify(type_name);
     if (type != protocol::MessageType::metadata && type != protocol::MessageType::connected) return;
     if (auto s = protocol::read_summary(sniffed)) {
       if (!s->request_id.empty() && entry_.request_id().empty()) entry_.set_request_id(s->request_id);
@@ -835,7 +842,8 @@ class Relay {
 
   struct ResumeState {
     ResumeState(ResumeSetup s, boost::asio::any_io_executor ex)
-        : setup(std::move(s)), log(setup.bytes_per_second, setup.block), timeline(setup.flux), wake(ex), pace(ex) {}
+        : setup(std::move(s)), log(setup.bytes_per_second, setup.block, setup.flux), timeline(setup.flux), wake(ex),
+          pace(ex) {}
     ResumeSetup setup;
     AudioLog log;                 // the client's frames since the finalized point
     Timeline timeline;            // the upstream's messages onto the client's timeline
@@ -864,7 +872,7 @@ class Relay {
 
   // Reads an upstream message for the timeline; after a resume, queues it
   // rewritten (or as it is) for the client. False: withheld.
-  bool read_for_resume(bool text, std::uint64_t size, std::string_view sniffed) {
+  bool read_for_resume(bool text, std::uint64_t size, std::string_view sniffed, std::string_view type) {
     auto& rs = *resume_;
     bool resumed = rs.timeline.was_resumed();
     if (!text) return !resumed;  // no binary messages on the listen endpoints: not passed once rewriting
@@ -874,7 +882,7 @@ class Relay {
       return !resumed;
     }
     std::string out;
-    auto action = rs.timeline.read(sniffed, out);
+    auto action = rs.timeline.read(sniffed, out, type);
     rs.log.release_until(rs.log.audio_bytes(rs.timeline.finalized()), rs.replaying ? rs.cursor : rs.log.end());
     if (!resumed) return true;
     if (action == Timeline::Action::drop) return false;
@@ -1026,6 +1034,15 @@ class Relay {
     double lost = start > finalized ? rs.log.seconds(start - finalized) : 0;
     double replay = rs.log.seconds(rs.log.audio_end() - start);
     rs.timeline.resumed(offset);
+    // Flux: the client's Configure messages released with the finalized
+    // audio go first, so the new connection runs with the same thresholds;
+    // their answers are not the client's to see.
+    if (!rs.log.kept_configures().empty()) {
+      std::string configures;
+      for (const auto& c : rs.log.kept_configures()) configures += c;
+      rs.head.insert(0, configures);
+      rs.timeline.withhold_configure_answers(static_cast<int>(rs.log.kept_configures().size()));
+    }
     rs.gap = false;
     rs.replaying = true;
     up.gate.release();
@@ -1074,16 +1091,24 @@ class Relay {
     const double speed = rs.setup.cfg.replay_speed;
     const auto chunk_audio = std::max<std::uint64_t>(1, rs.log.audio_bytes(0.1));  // 100 ms a write
     double sent = 0;  // seconds of audio
+    auto stopped = [&] { return pumps_done_ == 2 || rs.generation != generation || up.cut || up.close_queued; };
     for (;;) {
-      if (pumps_done_ == 2 || rs.generation != generation || up.cut || up.close_queued) break;
-      if (!up.gate.try_acquire()) co_await up.gate.acquire();
-      if (pumps_done_ == 2 || rs.generation != generation || up.cut || up.close_queued) {
+      if (stopped()) {
+        if (up.mid_frame) cut(up);  // a frame cut short cannot be finished
+        break;
+      }
+      // The gate: still ours when the last write ended inside a frame (a
+      // frame still arriving from the client), as for a pump's own write.
+      if (up.mid_frame) up.mid_frame = false;
+      else if (!up.gate.try_acquire()) co_await up.gate.acquire();
+      if (stopped()) {
         up.gate.release();
         break;
       }
       if (rs.head.empty() && rs.cursor >= rs.log.end()) {
-        // Caught up: the live audio goes straight on. A frame still arriving
-        // is continued by the client's pump, which keeps the gate.
+        // Caught up: the live audio goes straight on (checked and switched
+        // in one step: no frame slips between). A frame still arriving is
+        // continued by the client's pump, which keeps the gate.
         rs.replaying = false;
         if (rs.log.ends_mid_frame()) up.mid_frame = true;
         else up.gate.release();
@@ -1091,6 +1116,7 @@ class Relay {
       }
       std::string chunk;
       std::uint64_t audio = 0;
+      bool inside_frame = false;
       if (!rs.head.empty()) {
         chunk = std::exchange(rs.head, {});
         audio = chunk_audio;
@@ -1098,14 +1124,17 @@ class Relay {
         std::uint64_t next = 0;
         chunk = rs.log.copy(rs.cursor, chunk_audio, next, audio);
         rs.cursor = next;
+        inside_frame = next == rs.log.end() && rs.log.ends_mid_frame();
       }
       auto [ec, n] = co_await boost::asio::async_write(up.stream(), boost::asio::buffer(chunk), use_tuple);
       (void)n;
-      up.gate.release();
-      if (ec) {
+      if (ec || up.cut) {
+        up.gate.release();
         cut(up);
         break;
       }
+      if (inside_frame) up.mid_frame = true;  // nothing else may be written until the frame is complete
+      else up.gate.release();
       auto secs = rs.log.seconds(audio);
       sent += secs;
       rs.replayed += secs;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "protocol/message.hpp"
 #include "session/frame.hpp"
 #include "util/json_text.hpp"
 
@@ -17,8 +18,28 @@ void random_mask(std::uint8_t* out);  // relay.cpp
 
 namespace json = boost::json;
 
-AudioLog::AudioLog(double bytes_per_second, std::uint32_t block)
-    : bytes_per_second_(bytes_per_second > 0 ? bytes_per_second : 1), block_(block ? block : 1) {}
+AudioLog::AudioLog(double bytes_per_second, std::uint32_t block, bool keep_configure)
+    : bytes_per_second_(bytes_per_second > 0 ? bytes_per_second : 1),
+      block_(block ? block : 1),
+      keep_configure_(keep_configure) {}
+
+void AudioLog::pop_frame() {
+  const auto& f = frames_.front();
+  if (keep_configure_ && f.payload == 0 && f.end <= end()) {
+    auto p = reinterpret_cast<const std::uint8_t*>(bytes_.data()) + (f.offset - base_);
+    FrameHeader h;
+    if (parse_frame_header(p, static_cast<std::size_t>(f.end - f.offset), h) == HeaderStatus::ok &&
+        h.opcode == opcode::text && h.fin && h.length <= 64 * 1024) {
+      std::string text(reinterpret_cast<const char*>(p + h.header_size), static_cast<std::size_t>(h.length));
+      if (h.masked) apply_mask(reinterpret_cast<std::uint8_t*>(text.data()), text.size(), h.mask, 0);
+      if (protocol::sniff_type(text) == "Configure") {
+        configures_.emplace_back(reinterpret_cast<const char*>(p), static_cast<std::size_t>(f.end - f.offset));
+        if (configures_.size() > 4) configures_.pop_front();
+      }
+    }
+  }
+  frames_.pop_front();
+}
 
 std::uint64_t AudioLog::audio_bytes(double seconds) const {
   if (seconds <= 0) return 0;
@@ -55,7 +76,7 @@ void AudioLog::release_until(std::uint64_t audio, std::uint64_t keep_from) {
   while (!frames_.empty()) {
     const auto& f = frames_.front();
     if (f.end > keep_from || f.end > end() || f.audio + f.payload > audio) break;
-    frames_.pop_front();
+    pop_frame();
     dropped = true;
   }
   if (dropped) drop_front();
@@ -67,7 +88,7 @@ std::uint64_t AudioLog::trim(std::uint64_t cap, std::uint64_t keep_from) {
     const auto& f = frames_.front();
     if (f.end > keep_from || f.end > end()) break;
     dropped += f.payload;
-    frames_.pop_front();
+    pop_frame();
   }
   if (dropped) drop_front();
   return dropped;
@@ -172,7 +193,8 @@ void Timeline::resumed(double offset) {
   turn_base_ = next_turn_;
 }
 
-Timeline::Action Timeline::read(std::string_view text_in, std::string& out) {
+Timeline::Action Timeline::read(std::string_view text_in, std::string& out, std::optional<std::string_view> sniffed) {
+  if (!resumed_ && !flux_ && sniffed && *sniffed != "Results") return Action::pass;
   boost::system::error_code ec;
   auto v = json::parse(text_in, ec);
   if (ec || !v.is_object()) return Action::pass;
@@ -201,6 +223,10 @@ Timeline::Action Timeline::read(std::string_view text_in, std::string& out) {
 
   if (flux_) {
     if (type == "Connected") return Action::drop;
+    if ((type == "ConfigureSuccess" || type == "ConfigureFailure") && withhold_configure_answers_ > 0) {
+      --withhold_configure_answers_;
+      return Action::drop;
+    }
     if (type == "TurnInfo") {
       shift(o, "audio_window_start", offset_);
       shift(o, "audio_window_end", offset_);

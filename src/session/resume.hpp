@@ -22,8 +22,10 @@ namespace sluice::session {
 class AudioLog {
  public:
   // `bytes_per_second` and `block` (bytes of one sample of every channel)
-  // of the declared raw format.
-  AudioLog(double bytes_per_second, std::uint32_t block);
+  // of the declared raw format. `keep_configure`: Flux's Configure messages
+  // outlive the frames around them (a replay sends the last ones first), as
+  // they set the stream's thresholds for all that follows.
+  AudioLog(double bytes_per_second, std::uint32_t block, bool keep_configure = false);
 
   // Appends bytes as the client's pump forwarded them: whole data frames in
   // order (a frame's payload may be split across appends).
@@ -59,6 +61,8 @@ class AudioLog {
   // starts at: `at`, or the start of the frame holding it when that frame
   // cannot be cut, or later when the audio from `at` on was not all kept.
   std::uint64_t replay_start(std::uint64_t at, std::string& head, std::uint64_t& next) const;
+  // Configure frames released from the log, as they arrived (the last few).
+  const std::deque<std::string>& kept_configures() const { return configures_; }
 
   bool ends_mid_frame() const { return next_header_ > end(); }
   std::size_t memory() const { return bytes_.capacity() + frames_.size() * sizeof(Frame); }
@@ -71,6 +75,7 @@ class AudioLog {
     std::uint64_t payload;  // audio bytes it holds (0 for text)
   };
   void drop_front();
+  void pop_frame();  // the first frame goes (a Configure is kept aside)
 
   double bytes_per_second_;
   std::uint32_t block_;
@@ -80,6 +85,8 @@ class AudioLog {
   std::uint64_t next_header_ = 0;  // where the next frame header starts
   std::uint64_t audio_total_ = 0;
   bool message_binary_ = false;    // the message being appended (for continuation frames)
+  bool keep_configure_;
+  std::deque<std::string> configures_;
 };
 
 // Reads the upstream's text messages for the timeline.
@@ -91,8 +98,10 @@ class Timeline {
   // Reads one upstream text message. Before a resume the message is passed
   // as it is (pass) and only read; after one it is rewritten into `out`
   // (replace), or withheld (drop: the new upstream's Connected, a repeated
-  // StartOfTurn).
-  Action read(std::string_view text, std::string& out);
+  // StartOfTurn). `type`: the message's "type" when the caller sniffed it
+  // already (before a resume, a /v1/listen message other than Results is
+  // then not parsed at all).
+  Action read(std::string_view text, std::string& out, std::optional<std::string_view> type = std::nullopt);
 
   // A new upstream's zero is the client's audio position `offset` (seconds).
   void resumed(double offset);
@@ -102,6 +111,9 @@ class Timeline {
   double finalized() const { return finalized_; }
   // Metadata's duration after the rewriting (the whole stream's audio).
   std::optional<double> metadata_duration() const { return metadata_duration_; }
+  // The next `n` Configure answers answer the gateway's replay of the
+  // client's earlier Configure messages: withheld.
+  void withhold_configure_answers(int n) { withhold_configure_answers_ = n; }
 
  private:
   bool flux_;
@@ -113,6 +125,7 @@ class Timeline {
   std::int64_t turn_base_ = 0;                 // the client's index of the new upstream's turn 0
   std::int64_t started_turn_ = -1;             // the last turn the client saw start
   std::optional<double> metadata_duration_;
+  int withhold_configure_answers_ = 0;
 };
 
 }  // namespace sluice::session

@@ -239,13 +239,20 @@ class RawClient {
   std::unique_ptr<Tls> tls_;
 };
 
-// The parameter: TLS legs or plain ones, and the gateway's I/O threads.
-class Endings : public ::testing::TestWithParam<std::tuple<bool, int>> {
+// The parameter: TLS legs or plain ones, the gateway's I/O threads, and
+// resume (docs/resume.md) on or off for its pools: every ending here is one a
+// resumable stream must end the same way (none of them is a vendor's drop).
+class Endings : public ::testing::TestWithParam<std::tuple<bool, int, bool>> {
  protected:
   bool tls() const { return std::get<0>(GetParam()); }
   int threads() const { return std::get<1>(GetParam()); }
+  bool resume() const { return std::get<2>(GetParam()); }
   Topology& start(const Stack::Tweak& tweak = {}) {
-    topology_ = std::make_unique<Topology>(tls(), threads(), tweak);
+    topology_ = std::make_unique<Topology>(tls(), threads(), [this, tweak](config::Config& c, Stack& s) {
+      if (resume())
+        for (auto& p : c.pools) p.resume.enabled = true;
+      if (tweak) tweak(c, s);
+    });
     return *topology_;
   }
   // Opens a stream, streams a little audio, and waits until the vendor counts it.
@@ -259,8 +266,8 @@ class Endings : public ::testing::TestWithParam<std::tuple<bool, int>> {
   // Checks and reports the time from the end to the release.
   void expect_prompt(const char* ending, double ms) {
     ASSERT_GE(ms, 0) << ending << ": lease or vendor stream still held after 20 s";
-    std::printf("[ending] %-24s %-5s %d thread(s): lease back after %6.1f ms, vendor stream closed after %6.1f ms\n",
-                ending, tls() ? "tls" : "plain", threads(), topology_->lease_ms, ms);
+    std::printf("[ending] %-24s %-5s %d thread(s)%s: lease back after %6.1f ms, vendor stream closed after %6.1f ms\n",
+                ending, tls() ? "tls" : "plain", threads(), resume() ? ", resume on" : "", topology_->lease_ms, ms);
     RecordProperty(std::string(ending) + (tls() ? ".tls_ms" : ".plain_ms"), static_cast<int>(ms));
     const double bound_ms = std::chrono::duration<double, std::milli>(kBound).count();
     EXPECT_LT(ms, bound_ms) << ending;
@@ -425,8 +432,11 @@ TEST(EndingsRelay, EndRequestedWhileConnectingEndsTheStreamOnceOpen) {
   EXPECT_TRUE(eventually([&] { return s.gateway().admission().leases_in_use() == 0; }));
 }
 
-INSTANTIATE_TEST_SUITE_P(Legs, Endings, ::testing::Combine(::testing::Values(false, true), ::testing::Values(1, 2)),
+INSTANTIATE_TEST_SUITE_P(Legs, Endings,
+                         ::testing::Combine(::testing::Values(false, true), ::testing::Values(1, 2),
+                                            ::testing::Values(false, true)),
                          [](const auto& info) {
                            return std::string(std::get<0>(info.param) ? "Tls" : "Plain") + "_Threads" +
-                                  std::to_string(std::get<1>(info.param));
+                                  std::to_string(std::get<1>(info.param)) +
+                                  (std::get<2>(info.param) ? "_Resume" : "");
                          });

@@ -81,6 +81,31 @@ std::vector<json::object> read_all(Client& c) {
 
 double num(const json::value& v) { return v.to_number<double>(); }
 
+// A client opens `target`, sends `first` (a text message, if any), streams
+// `seconds` of audio at `speed` times real time, sends CloseStream and reads
+// every message until the close.
+struct Streamed {
+  std::vector<json::object> messages;
+  beast::error_code error;  // websocket::error::closed after a close frame
+  int code = -1;            // the close code received
+};
+Streamed stream_through(Stack& s, const std::string& target, double seconds, double speed = 10,
+                        const std::string& first = {}) {
+  Streamed out;
+  Client c;
+  if (!c.open(s.port(), target, "Token k")) {
+    out.error = c.error;
+    return out;
+  }
+  if (!first.empty()) c.send_text(first);
+  stream_audio(c, seconds, speed);
+  c.send_text(R"({"type":"CloseStream"})");
+  out.messages = read_all(c);
+  out.error = c.error;
+  out.code = static_cast<int>(c.ws.reason().code);
+  return out;
+}
+
 std::vector<json::object> of_type(const std::vector<json::object>& all, std::string_view type) {
   std::vector<json::object> out;
   for (const auto& m : all)
@@ -105,14 +130,11 @@ std::vector<events::Event> resume_events(Stack& s) { return s.gateway().events()
 // increase, and Metadata covers all of the audio it sent.
 TEST(Resume, ListenSurvivesTwoDropsOnOneTimeline) {
   Stack s(sim_with({"1@audio:4", "2@audio:2.5/reset"}), resume_on());
-  Client c;
-  ASSERT_TRUE(c.open(s.port(), kListen, "Token k")) << c.error.message();
   constexpr double kSent = 10;
-  stream_audio(c, kSent);
-  c.send_text(R"({"type":"CloseStream"})");
-  auto all = read_all(c);
-  ASSERT_EQ(c.error, websocket::error::closed) << c.error.message();
-  EXPECT_EQ(c.ws.reason().code, websocket::close_code::normal);
+  auto streamed = stream_through(s, kListen, kSent);
+  ASSERT_EQ(streamed.error, websocket::error::closed) << streamed.error.message();
+  EXPECT_EQ(streamed.code, 1000);
+  const auto& all = streamed.messages;
 
   auto results = of_type(all, "Results");
   double end = 0, last_word = -1;
@@ -159,17 +181,17 @@ TEST(Resume, ListenSurvivesTwoDropsOnOneTimeline) {
 }
 
 // Flux dropped in the middle of a turn: one Connected, sequence_id up by one
-// each message, turn_index continuous, the turn's start not repeated.
+// each message, turn_index continuous, the turn's start not repeated. The
+// client's Configure (sent before the first EndOfTurn) still rules the new
+// connection: the simulator reports end_of_turn_confidence 1.0 only under an
+// eot_threshold of 0.95; and its answer to the replayed Configure is withheld.
 TEST(Resume, FluxMidTurnKeepsItsCountersAndTurns) {
   Stack s(sim_with({"1@audio:3"}), resume_on());
-  Client c;
-  ASSERT_TRUE(c.open(s.port(), kFlux, "Token k")) << c.error.message();
   constexpr double kSent = 7;
-  stream_audio(c, kSent);
-  c.send_text(R"({"type":"CloseStream"})");
-  auto all = read_all(c);
-  ASSERT_EQ(c.error, websocket::error::closed) << c.error.message();
-  EXPECT_EQ(c.ws.reason().code, websocket::close_code::none);  // Flux closes without a status
+  auto streamed = stream_through(s, kFlux, kSent, 10, R"({"type":"Configure","thresholds":{"eot_threshold":0.95}})");
+  ASSERT_EQ(streamed.error, websocket::error::closed) << streamed.error.message();
+  EXPECT_EQ(streamed.code, 0);  // Flux closes without a status
+  const auto& all = streamed.messages;
   EXPECT_EQ(of_type(all, "Connected").size(), 1u);
   std::int64_t seq = -1, turn = 0;
   double eot_end = 0;
@@ -189,12 +211,14 @@ TEST(Resume, FluxMidTurnKeepsItsCountersAndTurns) {
     }
     if (m.at("event") == "EndOfTurn") {
       ++eots;
+      EXPECT_EQ(num(m.at("end_of_turn_confidence")), 1.0) << json::serialize(m);
       EXPECT_NEAR(num(m.at("audio_window_start")), eot_end, 1e-6) << json::serialize(m);
       eot_end = num(m.at("audio_window_end"));
       EXPECT_EQ(t, eots - 1);
     }
   }
   EXPECT_EQ(eots, 3);  // at 2, 4 and 6 s of the client's audio
+  EXPECT_EQ(of_type(all, "ConfigureSuccess").size(), 1u);
   EXPECT_NEAR(eot_end, 6.0, 1e-6);
   auto evs = resume_events(s);
   ASSERT_EQ(evs.size(), 1u);
@@ -219,14 +243,11 @@ TEST(Resume, AGapLongerThanTheBufferCountsTheLostAudio) {
     r.backoff = config::Seconds(0.1);
     r.max_backoff = config::Seconds(0.1);
   }));
-  Client c;
-  ASSERT_TRUE(c.open(s.port(), kListen, "Token k")) << c.error.message();
   constexpr double kSent = 7;
-  stream_audio(c, kSent, 1.0);
-  c.send_text(R"({"type":"CloseStream"})");
-  auto all = read_all(c);
-  ASSERT_EQ(c.error, websocket::error::closed) << c.error.message();
-  EXPECT_EQ(c.ws.reason().code, websocket::close_code::normal);
+  auto streamed = stream_through(s, kListen, kSent, 1.0);
+  ASSERT_EQ(streamed.error, websocket::error::closed) << streamed.error.message();
+  EXPECT_EQ(streamed.code, 1000);
+  const auto& all = streamed.messages;
   auto evs = resume_events(s);
   ASSERT_EQ(evs.size(), 1u);
   const auto& f = evs[0].fields;
@@ -316,14 +337,11 @@ TEST(Resume, ATlsUpstreamIsResumedToo) {
     c.upstream.url = "wss://127.0.0.1:" + std::to_string(vendor.port());
     c.upstream.ca_file = cert.cert;
   });
-  Client c;
-  ASSERT_TRUE(c.open(s.port(), kListen, "Token k")) << c.error.message();
   constexpr double kSent = 5;
-  stream_audio(c, kSent);
-  c.send_text(R"({"type":"CloseStream"})");
-  auto all = read_all(c);
-  ASSERT_EQ(c.error, websocket::error::closed) << c.error.message();
-  EXPECT_EQ(c.ws.reason().code, websocket::close_code::normal);
+  auto streamed = stream_through(s, kListen, kSent);
+  ASSERT_EQ(streamed.error, websocket::error::closed) << streamed.error.message();
+  EXPECT_EQ(streamed.code, 1000);
+  const auto& all = streamed.messages;
   auto evs = resume_events(s);
   ASSERT_EQ(evs.size(), 1u);
   EXPECT_EQ(evs[0].fields.at("outcome"), "resumed");

@@ -220,3 +220,33 @@ TEST(Timeline, CostPerMessage) {
               text.size(), read_us, rewrite_us);
   EXPECT_GT(rewrite_us, 0);
 }
+
+TEST(AudioLog, FluxConfigureOutlivesTheAudioAroundIt) {
+  AudioLog log(kBps, 2, true);
+  append(log, audio_frame(3200));
+  auto configure = text_frame(R"({"type":"Configure","thresholds":{"eot_threshold":0.8}})");
+  append(log, configure);
+  append(log, text_frame(R"({"type":"ForceEndTurn"})"));
+  append(log, audio_frame(3200));
+  log.release_until(log.audio_bytes(0.2), log.end());
+  EXPECT_EQ(log.begin(), log.end());
+  ASSERT_EQ(log.kept_configures().size(), 1u);
+  EXPECT_EQ(log.kept_configures()[0], configure);  // as it arrived, masked
+  AudioLog listen(kBps, 2);
+  append(listen, configure);
+  listen.release_until(0, listen.end());
+  EXPECT_TRUE(listen.kept_configures().empty());
+}
+
+TEST(Timeline, FluxWithholdsTheAnswersToReplayedConfigures) {
+  Timeline t(true);
+  std::string out;
+  t.read(R"({"type":"Connected","sequence_id":0})", out);
+  t.resumed(1.0);
+  t.withhold_configure_answers(1);
+  EXPECT_EQ(t.read(R"({"type":"Connected","sequence_id":0})", out), Timeline::Action::drop);
+  EXPECT_EQ(t.read(R"({"type":"ConfigureSuccess","sequence_id":1})", out), Timeline::Action::drop);
+  // The client's own Configure, later, is answered as usual.
+  ASSERT_EQ(t.read(R"({"type":"ConfigureSuccess","sequence_id":2})", out), Timeline::Action::replace);
+  EXPECT_EQ(obj(out).at("sequence_id").as_int64(), 1);
+}
