@@ -351,8 +351,9 @@ TEST(Resume, ATlsUpstreamIsResumedToo) {
   ASSERT_TRUE(eventually([&] { return s.registry().size() == 0 && vendor.registry().size() == 0; }));
 }
 
-// Chaos with resume on: the vendor drops streams at random (half of them each
-// second) while clients come and go every way they can. No client sees a
+// Chaos with resume on, on two I/O threads: the vendor drops streams at
+// random (half of them each second) while clients come and go every way they
+// can. No client sees a
 // 1011, the legs never outnumber the leases nor the leases the limit, and
 // nothing is held at the end.
 TEST(Resume, ChaosWithDropsNoClientSeesA1011) {
@@ -365,6 +366,7 @@ TEST(Resume, ChaosWithDropsNoClientSeesA1011) {
   sc.faults.drop_probability = 0.5;
   Stack s(sc, [&](config::Config& c, Stack& st) {
     resume_on()(c, st);
+    c.threads = 2;  // each connection on a strand of its own
     for (auto& p : c.pools)
       if (p.name == "streaming") {
         p.limit = L;
