@@ -353,6 +353,16 @@ class Handler {
     o["idle_close_after_seconds"] = p.config.idle_close_after.count();
     o["liveness_timeout_seconds"] = p.config.liveness_timeout.count();
     o["max_duration_seconds"] = p.config.max_duration.count();
+    {
+      const auto& r = p.config.resume;
+      json::object resume;
+      resume["enabled"] = r.enabled;
+      resume["buffer_seconds"] = r.buffer.count();
+      resume["max_attempts"] = r.max_attempts;
+      resume["max_resumes"] = r.max_resumes;
+      resume["replay_speed"] = r.replay_speed;
+      o["resume"] = std::move(resume);
+    }
     o["admitted_total"] = p.admitted_total;
     o["refused_total"] = p.refused_total;
     o["upstream_429_total"] = p.upstream_429_total;

@@ -311,6 +311,9 @@ void drop_and_refuse(int status, int expect_attempts, std::string_view expect_ou
   EXPECT_NE(evs[0].fields.at("detail").as_string().find(std::to_string(status)), std::string::npos);
   EXPECT_EQ(s.test_upstream().upgrades.load(), 1 + expect_attempts);
   ASSERT_TRUE(eventually([&] { return s.registry().size() == 0 && s.gateway().admission().leases_in_use() == 0; }));
+  auto pools = json::parse(admin_call(s.admin_port(), http::verb::get, "/api/v1/pools/streaming").body()).as_object();
+  EXPECT_EQ(pools.at("resume").at("enabled"), true) << json::serialize(pools);
+  EXPECT_EQ(pools.at("resume").at("max_attempts"), 3);
   auto metrics = admin_call(s.admin_port(), http::verb::get, "/metrics").body();
   EXPECT_NE(metrics.find("sluice_resumes_total{pool=\"streaming\",outcome=\"" + std::string(expect_outcome) + "\"} 1"),
             std::string::npos)
