@@ -853,7 +853,6 @@ class Relay {
     std::string head;             // the replay's first frame, when cut at the finalized point
     std::string rewritten;        // rewritten upstream messages, framed, to write to the client
     int generation = 0;           // upstream connections after the first
-    double replayed = 0;          // seconds of audio replayed, all resumes
     boost::asio::steady_timer wake;  // the replayer waits for work
     boost::asio::steady_timer pace;  // and paces the replay
     std::unique_ptr<UpstreamStream> current;                // the connection after a resume
@@ -1135,9 +1134,7 @@ class Relay {
       }
       if (inside_frame) up.mid_frame = true;  // nothing else may be written until the frame is complete
       else up.gate.release();
-      auto secs = rs.log.seconds(audio);
-      sent += secs;
-      rs.replayed += secs;
+      sent += rs.log.seconds(audio);
       auto due = started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                std::chrono::duration<double>(sent / speed));
       if (due > std::chrono::steady_clock::now()) {

@@ -65,7 +65,6 @@ class AudioLog {
   const std::deque<std::string>& kept_configures() const { return configures_; }
 
   bool ends_mid_frame() const { return next_header_ > end(); }
-  std::size_t memory() const { return bytes_.capacity() + frames_.size() * sizeof(Frame); }
 
  private:
   struct Frame {
@@ -106,7 +105,6 @@ class Timeline {
   // A new upstream's zero is the client's audio position `offset` (seconds).
   void resumed(double offset);
   bool was_resumed() const { return resumed_; }
-  double offset() const { return offset_; }
   // The end of the audio the vendor finalized, on the client's timeline.
   double finalized() const { return finalized_; }
   // Metadata's duration after the rewriting (the whole stream's audio).
